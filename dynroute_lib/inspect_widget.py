@@ -1,0 +1,143 @@
+"""Thin ipywidgets front end of the per-image route inspector (handbook §2 "Figures and the inspector").
+
+Stock widgets only (pitfall 5): an ``IntSlider`` over the inspected images (``continuous_update=False``), a
+model ``Dropdown`` (checkpoints found plus untrained presets), a ``FileUpload`` for one's own image, a
+"show ground truth" ``Checkbox``, a ``FloatLogSlider`` threshold for "active", ``ToggleButtons`` for official /
+executed FLOPs, a "pin for comparison" ``Button``, an ``HTML`` message line (banner and errors: a bad
+checkpoint or a non-image upload shows a message, never a traceback) and a fixed-size ``Output``. Every
+change redraws through :func:`dynroute_lib.inspect_view.render_inspection` into the ``Output`` with
+``clear_output(wait=True)`` (pitfall 6); the figure is converted to PNG without pyplot, so nothing leaks.
+"""
+from __future__ import annotations
+
+import html
+
+import ipywidgets as W
+from IPython.display import Image, clear_output, display
+
+from .data import DataError
+from .inspect import collect_records, flops_summary, image_record, load_source
+from .inspect_view import fig_to_png, render_inspection
+
+_USER_ERRORS = (ValueError, FileNotFoundError, DataError, ImportError)
+
+
+class Inspector:
+    """The widget tree plus its state; display it with ``display(ui)`` (or as a cell's last value).
+
+    Attributes:
+        slider: ``IntSlider`` over positions in ``records`` (the browser test reads ``ui.slider.value``).
+        records: Records of the current model.
+        pinned: The record drawn in the comparison row, or None.
+        out: The ``Output`` the figure is drawn into.
+    """
+
+    def __init__(self, records: list[dict], *, info, dataset=None, model=None, banner: str = "",
+                 sources: list[tuple[str, str]] | None = None, source: str | None = None, device: str = "cpu",
+                 smoke: bool = False, seed: int = 0) -> None:
+        if not records:
+            raise ValueError("the inspector needs at least one record")
+        self.records, self.info, self.dataset, self.model = records, info, dataset, model
+        self.banner, self.device, self.smoke, self.seed = banner, device, smoke, seed
+        self.pinned, self.upload_record, self.error = None, None, ""
+        options = sources or [(f"current: {records[0].get('source', 'model')}", "current")]
+        self.slider = W.IntSlider(value=0, min=0, max=len(records) - 1, step=1, description="image",
+                                  continuous_update=False)
+        self.source = W.Dropdown(options=options, value=source if source in dict(options).values() else options[0][1],
+                                 description="model", layout=W.Layout(width="360px"))
+        self.upload = W.FileUpload(accept="image/*", multiple=False, description="your image")
+        self.show_gt = W.Checkbox(value=False, description="show ground truth", indent=False)
+        self.threshold = W.FloatLogSlider(value=1e-4, base=10, min=-4, max=-0.3, step=0.1, description="active >",
+                                          readout_format=".1e", continuous_update=False)
+        self.flops_kind = W.ToggleButtons(options=["official", "executed"], value="official", description="FLOPs")
+        self.pin = W.Button(description="pin for comparison", icon="thumbtack")
+        self.message = W.HTML()
+        self.out = W.Output(layout=W.Layout(width="100%", height="560px", overflow="auto", border="1px solid #ddd"))
+        self.box = W.VBox([W.HBox([self.slider, self.source]), W.HBox([self.threshold, self.flops_kind]),
+                           W.HBox([self.show_gt, self.pin, self.upload]), self.message, self.out])
+        self.slider.observe(self._on_slider, names="value")
+        self.source.observe(self._on_source, names="value")
+        self.upload.observe(self._on_upload, names="value")
+        for w in (self.show_gt, self.threshold, self.flops_kind):
+            w.observe(lambda _change: self.refresh(), names="value")
+        self.pin.on_click(self._on_pin)
+        self.refresh()
+
+    # ---- state -----------------------------------------------------------------------------------------
+    @property
+    def selected_index(self) -> int:
+        """Data set index of the image the slider selects."""
+        return int(self.records[self.slider.value]["index"])
+
+    @property
+    def current(self) -> dict:
+        """The record on show: an uploaded image if any, else the slider's image."""
+        return self.upload_record if self.upload_record is not None else self.records[self.slider.value]
+
+    def _repr_mimebundle_(self, **kwargs):
+        return self.box._repr_mimebundle_(**kwargs)
+
+    # ---- drawing ---------------------------------------------------------------------------------------
+    def refresh(self) -> None:
+        """Redraw the message line and the figure for the current settings."""
+        text = f"<b>{html.escape(self.banner)}</b>" if self.banner else ""
+        if self.pinned is not None:
+            text += f"<br>pinned: {html.escape(str(self.pinned.get('source')))} / {html.escape(self.pinned['name'])}"
+        if self.error:
+            text += f"<br><span style='color:#b00020'>&#9888; {html.escape(self.error)}</span>"
+        self.message.value = text
+        fig = render_inspection(self.current, info=self.info, flops_stats=flops_summary(self.records, self.flops_kind.value),
+                                show_gt=self.show_gt.value, threshold=self.threshold.value,
+                                flops_kind=self.flops_kind.value, compare=self.pinned)
+        png = fig_to_png(fig)
+        with self.out:
+            clear_output(wait=True)
+            display(Image(data=png, format="png"))
+
+    def _fail(self, err: Exception) -> None:
+        self.error = str(err)
+        self.refresh()
+
+    # ---- callbacks -------------------------------------------------------------------------------------
+    def _on_slider(self, _change) -> None:
+        self.upload_record, self.error = None, ""
+        self.refresh()
+
+    def _on_source(self, change) -> None:
+        if change["new"] == "current":
+            return
+        try:
+            if self.dataset is None:
+                raise ValueError("no data set was given to the inspector, so other models cannot be inspected")
+            model, banner = load_source(change["new"], num_classes=self.info.num_classes, smoke=self.smoke,
+                                        seed=self.seed)
+            records = collect_records(model, self.dataset, [r["index"] for r in self.records], device=self.device)
+        except _USER_ERRORS as e:
+            return self._fail(e)
+        self.model, self.banner, self.records, self.upload_record, self.error = model, banner, records, None, ""
+        self.refresh()
+
+    def _on_upload(self, change) -> None:
+        if not change["new"]:
+            return
+        item = change["new"][-1]
+        try:
+            if self.model is None:
+                raise ValueError("no model was given to the inspector, so uploads cannot be inspected")
+            self.upload_record = image_record(self.model, item["content"], name=item["name"], device=self.device,
+                                              max_hw=(256, 512) if self.smoke else (512, 1024))
+            self.error = ""
+        except _USER_ERRORS as e:
+            self.upload_record = None
+            return self._fail(e)
+        self.refresh()
+
+    def _on_pin(self, _button) -> None:
+        self.pinned = None if self.pinned is not None else dict(self.current)
+        self.pin.description = "unpin" if self.pinned is not None else "pin for comparison"
+        self.refresh()
+
+
+def make_inspector(records: list[dict], **kwargs) -> Inspector:
+    """Build the inspector widget for ``records`` (keyword arguments: see :class:`Inspector`)."""
+    return Inspector(records, **kwargs)

@@ -1,0 +1,200 @@
+"""Atomic result writers, checkpoint loading and run provenance.
+
+Implements the results layout of the project handbook (conventions §2 "Results layout":
+tidy CSV/JSON/PNG under ``results/<stem>/`` plus a ``run.json`` provenance record) and the
+checkpoint format of §2 "Cache-or-train" for the reimplementation of Li et al., CVPR 2020.
+Every writer goes through a temporary file in the target directory followed by
+``os.replace``, so an interrupted run never leaves a half-written file that a later notebook
+(or ``cache_or_train``) would mistake for a valid result.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import platform
+import socket
+import subprocess
+import time
+import uuid
+from datetime import datetime, timezone
+from importlib import metadata
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+
+from .paths import PROJ_ROOT  # single source of truth: Path(__file__).resolve().parents[1]
+
+
+# ----------------------------------------------------------------------------- atomic writes
+def _atomic_write(path: str | Path, write: Callable[[Path], None]) -> Path:
+    """Calls ``write(tmp)`` on a sibling temp file, then renames it onto ``path``.
+
+    The temp file sits in the same directory because ``os.replace`` is only atomic within one
+    file system. On any exception (including KeyboardInterrupt) the temp file is removed and
+    the previous content of ``path``, if any, is left untouched.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # A hidden, unique name: concurrent writers never collide and globs like *.csv skip it.
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return path
+
+
+def _jsonable(obj: Any) -> Any:
+    """Converts common scientific types to strict JSON (NaN/inf become null)."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return _jsonable(dataclasses.asdict(obj))
+    if isinstance(obj, torch.Tensor):
+        return _jsonable(obj.detach().cpu().tolist())
+    if isinstance(obj, Path):
+        return str(obj)
+    if hasattr(obj, "tolist"):  # numpy arrays and scalars, without importing numpy here
+        return _jsonable(obj.tolist())
+    return obj
+
+
+def save_json(path: str | Path, obj: Any) -> Path:
+    """Writes ``obj`` as indented, strict JSON (non-finite floats are written as null)."""
+    text = json.dumps(_jsonable(obj), indent=2, allow_nan=False) + "\n"
+    return _atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+
+
+def save_csv(path: str | Path, df: Any, **to_csv_kwargs: Any) -> Path:
+    """Writes a pandas DataFrame without its index (tidy tables carry no index column)."""
+    to_csv_kwargs.setdefault("index", False)
+    return _atomic_write(path, lambda tmp: df.to_csv(tmp, **to_csv_kwargs))
+
+
+def save_figure(path: str | Path, fig: Any, dpi: int = 120) -> Path:
+    """Saves a matplotlib Figure at a fixed dpi; the format follows the suffix (default png).
+
+    The figure is not closed, so a notebook can still display it; the caller closes it.
+    """
+    fmt = Path(path).suffix.lstrip(".") or "png"
+    return _atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=dpi, format=fmt))
+
+
+def save_torch(path: str | Path, obj: Any) -> Path:
+    """Saves a checkpoint or tensor dict with ``torch.save``."""
+    return _atomic_write(path, lambda tmp: torch.save(obj, tmp))
+
+
+def load_checkpoint(path: str | Path) -> Any:
+    """Loads a checkpoint on the CPU with ``weights_only=True`` (no arbitrary unpickling).
+
+    Raises:
+        FileNotFoundError: The file does not exist.
+        ValueError: The file exists but cannot be read as a checkpoint.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint not found: {path}")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises many types (pickle, zip, EOF, unsafe global...)
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        raise ValueError(f"cannot load checkpoint {path}: {type(exc).__name__}: {first}") from exc
+
+
+# ----------------------------------------------------------------------------- provenance
+def _git(*args: str) -> str | None:
+    try:
+        out = subprocess.run(["git", "-C", str(PROJ_ROOT), *args], capture_output=True,
+                             text=True, timeout=20, check=True)
+    except (OSError, subprocess.SubprocessError):
+        return None  # no git binary, not a repository, or no commit yet
+    return out.stdout.strip()
+
+
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "cpu"
+
+
+def device_name(device: str | torch.device | None = None) -> str:
+    """Human-readable name of ``device`` (default: CUDA if available, else the CPU)."""
+    dev = torch.device(device) if device is not None else None
+    use_cuda = dev.type == "cuda" if dev is not None else torch.cuda.is_available()
+    if use_cuda and torch.cuda.is_available():
+        return torch.cuda.get_device_name(dev if dev is not None and dev.index is not None else None)
+    return _cpu_name()
+
+
+def _version(pkg: str) -> str | None:
+    # Package metadata avoids importing torchvision (slow, and fails on mismatched builds).
+    try:
+        return metadata.version(pkg)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def provenance(extra: dict | None = None, *, device: str | torch.device | None = None) -> dict:
+    """Builds the environment part of ``run.json``.
+
+    Args:
+        extra: Run-specific fields (notebook, parameters, smoke, config hashes, wall seconds);
+            they are merged last and win over the generated keys.
+        device: Device the run uses; selects whose name is recorded.
+
+    Returns:
+        Dict with ``git_sha`` (None without a commit), ``git_dirty`` (tracked files modified),
+        ``python``, ``torch``, ``torchvision``, ``cuda``, ``device_name``, ``hostname`` and
+        ``start_time_utc``, plus ``extra``.
+    """
+    sha = _git("rev-parse", "HEAD")
+    status = _git("status", "--porcelain", "--untracked-files=no") if sha else None
+    record = {
+        "git_sha": sha,
+        "git_dirty": bool(status) if status is not None else None,
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "torchvision": _version("torchvision"),
+        "cuda": torch.version.cuda,
+        "device_name": device_name(device),
+        "hostname": socket.gethostname(),
+        "platform": platform.platform(),
+        "start_time_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+    record.update(extra or {})
+    return record
+
+
+class Timer:
+    """Context manager measuring wall seconds; ``wall_s`` is live while inside the block."""
+
+    def __init__(self) -> None:
+        self._start, self._end = None, None
+
+    def __enter__(self) -> "Timer":
+        self._start, self._end = time.perf_counter(), None
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._end = time.perf_counter()
+
+    @property
+    def wall_s(self) -> float:
+        """Elapsed seconds (up to now if the block is still running; 0 before it starts)."""
+        if self._start is None:
+            return 0.0
+        return (self._end if self._end is not None else time.perf_counter()) - self._start

@@ -1,0 +1,88 @@
+"""Fixed 4-node upsampling decoder (paper Fig. 2 grey nodes; spec Sec. 2.7) with the dead-scale rule.
+
+A scale that arrives dead for a sample contributes nothing; each stage's 1x1 conv runs whenever the running
+sum exists; if every coarser scale is dead the sum starts at the first live scale. This removes the official
+crash on a dead intermediate scale (spec Sec. 7, pitfall 10).
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .layers import ConvNorm, upsample2
+from .node import Edge
+
+
+class Decoder(nn.Module):
+    def __init__(self, base_channels: int, num_classes: int):
+        super().__init__()
+        c = base_channels
+        # index = scale; stage s maps C_s -> C_{s-1} (scale 0: 64 -> 64), as in the official head
+        self.layer_decoder_list = nn.ModuleList(
+            [ConvNorm(c, c, 1, relu=True)] + [ConvNorm(c * 2 ** s, c * 2 ** (s - 1), 1, relu=True) for s in (1, 2, 3)])
+        self.predictor = nn.Conv2d(c, num_classes, 3, padding=1, bias=True)
+
+    def _out(self, feat: torch.Tensor) -> torch.Tensor:
+        return F.interpolate(self.predictor(feat), scale_factor=4, mode="bilinear", align_corners=False)
+
+    def forward_dense(self, feats: dict[int, Edge]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Returns logits and the per-sample 'stage exists' mask [N, 4] (for executed-FLOPs accounting)."""
+        run, exists, stages = None, None, {}
+        for s in (3, 2, 1, 0):
+            e = feats[s]
+            exists = e.notdead if exists is None else exists | e.notdead
+            parts = [t for t in (run, e.value) if t is not None]
+            if not parts:
+                stages[s] = exists.clone()
+                continue
+            acc = parts[0] if len(parts) == 1 else parts[0] + parts[1]
+            y = self.layer_decoder_list[s](acc) * exists.view(-1, 1, 1, 1).to(acc.dtype)
+            run = upsample2(y) if s > 0 else y
+            stages[s] = exists.clone()
+        return self._out(run), torch.stack([stages[s] for s in range(4)], 1)
+
+    def forward_sparse(self, feats: dict[int, Edge], n_batch: int, out_hw: tuple[int, int]):
+        """Per-sample sparse decoder: stage s runs on the samples whose running sum exists (one sync each).
+
+        An input that covers exactly those rows, in order, is added directly; any other is scattered with
+        index_add into an owned buffer (the running sum is the left operand, as in the dense decoder).
+        """
+        run_val, run_idx, stages = None, None, {}
+        dev = feats[0].notdead.device
+        exists = torch.zeros(n_batch, dtype=torch.bool, device=dev)
+        for s in (3, 2, 1, 0):
+            e = feats[s]
+            if e.value is not None:
+                exists[e.idx] = True
+            stages[s] = exists.clone()
+            uidx = exists.nonzero().squeeze(1)
+            if uidx.numel() == 0:
+                continue
+            acc, owned, pos = None, False, None
+            for val, idx in ((run_val, run_idx), (e.value, e.idx)):
+                if val is None:
+                    continue
+                if val.shape[0] == uidx.numel() and torch.equal(idx, uidx):
+                    acc, owned = (val, False) if acc is None else (acc + val, True)
+                    continue
+                if pos is None:
+                    pos = torch.full((n_batch,), -1, dtype=torch.long, device=dev)
+                    pos[uidx] = torch.arange(uidx.numel(), device=dev)
+                if acc is None:
+                    acc = torch.zeros((uidx.numel(),) + tuple(val.shape[1:]), dtype=val.dtype, device=dev)
+                elif not owned:
+                    acc = acc.clone()
+                owned = True
+                acc.index_add_(0, pos[idx], val)
+            y = self.layer_decoder_list[s](acc)
+            run_val, run_idx = (upsample2(y) if s > 0 else y), uidx
+        stage_mask = torch.stack([stages[s] for s in range(4)], 1)
+        if run_val is not None and run_val.shape[0] == n_batch:     # every sample has a feature
+            return self._out(run_val), stage_mask
+        # samples with no feature at all (only possible for broken forced routes) get the bias only
+        logits = self.predictor.bias.view(1, -1, 1, 1).expand(n_batch, -1, *out_hw).clone()
+        if run_val is not None:
+            logits = logits.to(run_val.dtype)
+            logits[run_idx] = self._out(run_val)
+        return logits, stage_mask

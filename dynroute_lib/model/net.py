@@ -1,0 +1,251 @@
+"""The dynamic routing network: stem, gated routing space, fixed decoder (paper Sec. 3, Fig. 2).
+
+``forward(x) -> (logits, aux)``. Training: dense soft masks, every op on every sample (Sec. 3.1 of the spec).
+Eval: per-sample Eq. 5/6 semantics, executed sparsely (only live nodes/paths run; ``executor="dense"`` gives
+the masked dense reference). ``aux`` carries per-sample gates, the differentiable expected cost (Eq. 7-8) and
+per-sample real FLOPs (official accounting and executed).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..routes import RouteMask, all_nodes, incoming, layer_scales, liveness, node_key, node_paths
+from .costs import cost_table
+from .head import Decoder
+from .layers import Stem, init_weights
+from .node import Edge, Node, NodeState
+
+OFFICIAL_EPS = 1e-4                     # thresholds of the official real-FLOPs count
+OFFICIAL_FLOPS_ALL = 26300e6            # official budget normaliser (FLOPs at 768x768)
+
+
+@dataclass
+class RoutingAux:
+    gates: dict[str, torch.Tensor]              # "l{layer}_s{scale}" -> [N, n] (path order keep, up, down)
+    expected_gflops: torch.Tensor               # [N], differentiable (Eq. 7-8, official bookkeeping)
+    expected_full_gflops: float                 # full-space expected cost at this input size (C of Eq. 9)
+    real_gflops: torch.Tensor                   # [N], official accounting (spec Sec. 4.5)
+    exec_gflops: torch.Tensor                   # [N], what this executor ran (spec Sec. 4.8 "executed")
+    states: dict = field(default_factory=dict)  # (layer, scale) -> NodeState
+    input_hw: tuple = (0, 0)
+
+
+class DynamicRoutingNet(nn.Module):
+    def __init__(self, cfg):
+        super().__init__()
+        self.cfg = cfg
+        L, c0 = cfg.num_layers, cfg.base_channels
+        self.fixed = cfg.gate_mode == "fixed"
+        if cfg.gate_mode not in ("soft", "fixed"):
+            raise ValueError(f"unknown gate_mode {cfg.gate_mode!r}; valid: soft, fixed")
+        self.route = resolve_route(cfg) if self.fixed else None
+        built = liveness(self.route)[1] if self.fixed else set(all_nodes(L))
+
+        def make(layer: int, s: int) -> Node:
+            return Node(layer, s, cfg, self.route.paths[(layer, s)] if self.fixed else None)
+
+        self.backbone = nn.Module()
+        self.backbone.stem = Stem(c0)
+        self.backbone.init_layer = make(-1, 0) if (-1, 0) in built else None
+        self.backbone.all_cell_list = nn.ModuleList(
+            nn.ModuleDict({str(s): make(layer, s) for s in layer_scales(layer) if (layer, s) in built})
+            for layer in range(L))
+        self.sem_seg_head = Decoder(c0, cfg.num_classes)
+        init_weights(self, cfg.gate_init_bias)
+        self.executor = "sparse"                # eval executor: "sparse" (default) or "dense" reference
+        self.forced_route: RouteMask | None = None
+        self._forced: dict = {}
+
+    # ---- routes ---------------------------------------------------------------------------------------
+    def node(self, layer: int, scale: int) -> Node | None:
+        if layer < 0:
+            return self.backbone.init_layer
+        return self.backbone.all_cell_list[layer][str(scale)] if str(scale) in self.backbone.all_cell_list[layer] else None
+
+    def set_forced_route(self, mask) -> None:
+        """Replace every gate by the 0/1 constants of ``mask`` (None restores learned gates).
+
+        ``mask`` is one :class:`RouteMask` for every sample, or a list of N masks, one per sample of the
+        batch (mixed routes; the batch passed to ``forward`` must then have exactly N samples).
+        """
+        if mask is None:
+            self.forced_route, self._forced = None, {}
+            return
+        masks = list(mask) if isinstance(mask, (list, tuple)) else [mask]
+        if not masks:
+            raise ValueError("empty list of route masks")
+        for m in masks:
+            if m.num_layers != self.cfg.num_layers:
+                raise ValueError(f"route mask has {m.num_layers} layers, model has {self.cfg.num_layers}")
+        self.forced_route = mask
+        if isinstance(mask, (list, tuple)):          # [N, n_paths] per node
+            self._forced = {n: torch.tensor([m.paths[n] for m in masks], dtype=torch.float32) for n in masks[0].paths}
+        else:
+            self._forced = {n: torch.tensor(v, dtype=torch.float32) for n, v in mask.paths.items()}
+
+    # ---- forward --------------------------------------------------------------------------------------
+    def forward(self, x: torch.Tensor):
+        n_batch, _, height, width = x.shape
+        if height % 32 or width % 32:
+            raise ValueError(f"input {height}x{width} must be padded to a multiple of 32 (use data.pad_to_multiple)")
+        sparse = not self.training and self.executor == "sparse"
+        strict = self.fixed or self.forced_route is not None
+        feat = self.backbone.stem(x)
+        h0, w0 = feat.shape[-2:]
+        ones = torch.ones(n_batch, dtype=torch.bool, device=x.device)
+        idx_all = torch.arange(n_batch, device=x.device) if sparse else None
+        prev = {0: self._run(-1, 0, [Edge(feat, idx_all, ones)], (n_batch, feat.shape[1], h0, w0), sparse, strict)}
+        states = {(-1, 0): prev[0][1]}
+        for layer in range(self.cfg.num_layers):
+            cur = {}
+            for s in layer_scales(layer):
+                edges = [prev[s2][0][p] for _, s2, p in incoming(layer, s)]
+                shape = (n_batch, self.cfg.base_channels * 2 ** s, h0 >> s, w0 >> s)
+                cur[s] = self._run(layer, s, edges, shape, sparse, strict)
+                states[(layer, s)] = cur[s][1]
+            prev = cur
+        feats = {s: prev[s][0]["keep"] for s in range(4)}
+        if sparse:
+            logits, stages = self.sem_seg_head.forward_sparse(feats, n_batch, (height, width))
+        else:
+            logits, stages = self.sem_seg_head.forward_dense(feats)
+        return logits, self._aux(states, stages, height, width)
+
+    def _run(self, layer, s, edges, shape, sparse, strict):
+        """Aggregate the inputs (Eq. 1) and run node (layer, s), or pass through if it is not built."""
+        node = self.node(layer, s)
+        eps = dict(eps_node=self.cfg.eps_node, eps_path=self.cfg.eps_path, strict=strict)
+        forced = self._forced.get((layer, s))
+        n_paths = len(node_paths(layer, s, self.cfg.num_layers))
+        live = edges[0].notdead.clone()
+        for e in edges[1:]:
+            live |= e.notdead
+        if forced is not None:
+            forced = forced.to(live.device)
+            if forced.dim() == 2 and forced.shape[0] != shape[0]:
+                raise ValueError(f"{forced.shape[0]} per-sample route masks forced, batch has {shape[0]} samples")
+        if sparse:
+            live_idx = live.nonzero().squeeze(1)             # host sync 1 of this node
+            if live_idx.numel() == 0:
+                dead = Edge(None, None, live)
+                return {p: dead for p in node_paths(layer, s, self.cfg.num_layers)}, self._idle(live, n_paths)
+            x = _gather(edges, live, live_idx, shape)
+            if node is None:
+                return self._pass_through(layer, s, Edge(x, live_idx, live)), self._idle(live, n_paths)
+            if forced is not None and forced.dim() == 2 and live_idx.numel() < shape[0]:
+                forced = forced.index_select(0, live_idx)
+            return node.forward_sparse(x, live, live_idx, forced=forced, **eps)
+        vals = [e.value for e in edges if e.value is not None]
+        x = vals[0] if vals else torch.zeros(shape, device=live.device)
+        for v in vals[1:]:
+            x = x + v                                       # official order: (down + keep) + up
+        if node is None:
+            keep = x * live.view(-1, 1, 1, 1).to(x.dtype)
+            return self._pass_through(layer, s, Edge(keep, None, live)), self._idle(live, n_paths)
+        return node.forward_dense(x, live, eval_rules=not self.training, forced=forced, **eps)
+
+    def _pass_through(self, layer, s, keep: Edge) -> dict:
+        dead = Edge(None, None, torch.zeros_like(keep.notdead))
+        return {p: (keep if p == "keep" else dead) for p in node_paths(layer, s, self.cfg.num_layers)}
+
+    @staticmethod
+    def _idle(live: torch.Tensor, n_paths: int) -> NodeState:
+        return NodeState(torch.zeros(live.shape[0], n_paths, device=live.device), live, torch.zeros_like(live))
+
+    # ---- costs ----------------------------------------------------------------------------------------
+    def cost_table(self, height: int, width: int):
+        c = self.cfg
+        return cost_table(c.base_channels, c.cell_type, not self.fixed, c.small_gate, c.num_classes, height, width)
+
+    def full_expected_flops(self, height: int, width: int) -> float:
+        """C of Eq. 9: expected cost with every node and path of the whole space open (official bookkeeping)."""
+        t, L = self.cost_table(height, width), self.cfg.num_layers
+        total = 0.0
+        for layer, s in all_nodes(L):
+            total += t.cell[s] if layer >= 0 else 0.0
+            total += sum(t.trans[s][p] for p in node_paths(layer, s, L)) if layer < L - 1 else 0.0
+        return total
+
+    def _aux(self, states: dict, stages: torch.Tensor, height: int, width: int) -> RoutingAux:
+        t, L = self.cost_table(height, width), self.cfg.num_layers
+        gated = not self.fixed and self.forced_route is None
+        dev = stages.device
+        n_batch = stages.shape[0]
+        expected = torch.zeros(n_batch, device=dev)
+        real = torch.full((n_batch,), t.stem + t.head_official, device=dev, dtype=torch.float64)
+        execd = t.stem + (stages.double() * torch.tensor(t.head_true_stage, device=dev, dtype=torch.float64)).sum(1)
+        for (layer, s), st in states.items():
+            a, comp = st.alpha, st.computed
+            paths = node_paths(layer, s, L)
+            w = comp.to(a.dtype) if not self.training else torch.ones_like(a[:, 0])
+            gate_f = t.gate[s][len(paths)] if gated else 0.0
+            execd = execd + gate_f * st.live + t.cell[s] * comp
+            if layer >= 0:
+                expected = expected + w * a.max(1).values * t.cell[s]
+                real = real + gate_f + t.cell[s] * (comp & (a.sum(1) > OFFICIAL_EPS))
+            for j, p in enumerate(paths):
+                execd = execd + t.trans[s][p] * (comp & (a[:, j] > self.cfg.eps_path))
+                if layer < L - 1:
+                    expected = expected + w * a[:, j] * t.trans[s][p]
+                    real = real + t.trans[s][p] * (comp & (a[:, j] > OFFICIAL_EPS))
+        gates = {node_key(*n): st.alpha for n, st in states.items()}
+        return RoutingAux(gates, expected / 1e9, self.full_expected_flops(height, width) / 1e9,
+                          (real / 1e9).float(), (execd / 1e9).float(), states, (height, width))
+
+    # ---- losses ---------------------------------------------------------------------------------------
+    def budget_loss(self, aux: RoutingAux, progress: float) -> torch.Tensor:
+        """lambda_2 * w(t) * (mean_b E_b / C - mu)^2 (Eq. 9-10; schedule of spec Sec. 4.4)."""
+        from ..schedule import budget_weight_at
+        cfg = self.cfg
+        if cfg.budget_weight == 0 or self.fixed:
+            return aux.expected_gflops.new_zeros(())
+        h, w = aux.input_hw
+        norm = aux.expected_full_gflops if cfg.budget_norm == "same_size" else OFFICIAL_FLOPS_ALL * h * w / 768 ** 2 / 1e9
+        ratio = aux.expected_gflops.mean() / norm
+        return cfg.budget_weight * budget_weight_at(progress) * (ratio - cfg.budget_mu) ** 2
+
+    def loss(self, logits, target, aux: RoutingAux, progress: float, ignore_index: int = 255) -> dict:
+        ce = F.cross_entropy(logits, target, ignore_index=ignore_index)
+        budget = self.budget_loss(aux, progress)
+        return {"loss": ce + budget, "ce": ce, "budget": budget}
+
+
+def _gather(edges: list[Edge], live: torch.Tensor, live_idx: torch.Tensor, shape) -> torch.Tensor:
+    """Sum the incoming edges into a tensor holding only the input-live rows (official order down, keep, up).
+
+    An edge that covers exactly the live rows, in order, is added directly (no copy, the dense executor's
+    arithmetic); any other edge is scattered with index_add into an owned buffer.
+    """
+    k = live_idx.numel()
+    vals = [e for e in edges if e.value is not None and e.value.shape[0]]
+    if not vals:
+        return torch.zeros((k,) + tuple(shape[1:]), dtype=torch.float32, device=live.device)
+    pos, x, owned = None, None, False
+    for e in vals:
+        if e.value.shape[0] == k and (e.idx is live_idx or torch.equal(e.idx, live_idx)):
+            x, owned = (e.value, False) if x is None else (x + e.value, True)
+            continue
+        if pos is None:
+            pos = torch.full((live.shape[0],), -1, dtype=torch.long, device=live.device)
+            pos[live_idx] = torch.arange(k, device=live.device)
+        if x is None:
+            x = torch.zeros((k,) + tuple(e.value.shape[1:]), dtype=e.value.dtype, device=live.device)
+        elif not owned:
+            x = x.clone()
+        owned = True
+        x.index_add_(0, pos[e.idx], e.value)
+    return x
+
+
+def resolve_route(cfg) -> RouteMask:
+    """The fixed route of a config: "all" (Network-Fix), a modeled architecture name, or a route-mask JSON."""
+    if cfg.route == "all":
+        return RouteMask.full(cfg.num_layers)
+    if cfg.route.endswith(".json"):
+        return RouteMask.load(cfg.route)
+    from ..routes_modeled import modeled_route
+    return modeled_route(cfg.route, cfg.num_layers)

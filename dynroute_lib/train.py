@@ -1,0 +1,226 @@
+"""Training engine: the paper's recipe on CPU and GPU, resumable (paper Sec. 4.1, Eq. 10; spec Sec. 5).
+
+SGD (momentum 0.9, wd 1e-4, none on norms), poly LR with linear warm-up, gradient clipping at total norm 5,
+optional gate LR multiplier, scheduled drop path, budget constraint (Eq. 9-10) off for the first 40 % and
+ramped over 2 %, precise BN at the end. CUDA: AMP (bf16 default) + channels_last, DDP + SyncBatchNorm under
+torchrun. CPU: float32, channels_last, DDP with gloo and plain BN (SyncBatchNorm is GPU-only in torch; DDP
+broadcasts rank 0's BN buffers every step so ranks stay identical).
+
+CLI: ``python -m dynroute_lib.train PRESET --data NAME [--data-root DIR] --out DIR [--iters N] [--crop H W]
+[--batch N] [--resume] [--smoke]``.
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import math
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import torch
+from torch.nn.parallel import DistributedDataParallel as DDP
+from tqdm import tqdm
+
+from . import io
+from .config import ModelConfig, TrainConfig, for_run
+from .data import build_dataset
+from .logging_utils import CsvLogger
+from .model import build_model
+from .optim import build_optimizer, clip_grad, set_lr
+from .precise_bn import recompute_bn_stats
+from .runtime import Dist, SeededBatches, SeededDataset, collate, init_distributed, pick_device
+from .schedule import drop_path_keep_prob, lr_at
+
+LOG_FIELDS = ["step", "loss", "ce", "budget", "lr", "expected_ratio", "expected_gflops", "real_gflops", "wall_s"]
+
+
+class NonFiniteLoss(RuntimeError):
+    pass
+
+
+def _loader(ds, tcfg: TrainConfig, start: int, stop: int, d: Dist):
+    sampler = SeededBatches(len(ds), tcfg.batch, start, stop, tcfg.seed, d.rank, d.world)
+    return torch.utils.data.DataLoader(SeededDataset(ds), batch_sampler=sampler, collate_fn=collate,
+                                       num_workers=tcfg.workers)
+
+
+def _amp(tcfg: TrainConfig, device: torch.device):
+    if device.type != "cuda" or tcfg.amp == "off":
+        return contextlib.nullcontext()
+    dtype = torch.float16 if tcfg.amp == "fp16" else torch.bfloat16
+    return torch.autocast("cuda", dtype=dtype)
+
+
+def save_checkpoint(path: Path, model, optimizer, step: int, max_iter: int, mcfg: ModelConfig,
+                    tcfg: TrainConfig) -> Path:
+    net = model.module if isinstance(model, DDP) else model
+    return io.save_torch(path, {
+        "model": net.state_dict(), "optimizer": optimizer.state_dict() if optimizer else None,
+        "step": step, "max_iter": max_iter, "config": mcfg.to_dict(), "train_config": tcfg.to_dict(),
+        "config_hash": mcfg.hash()})
+
+
+def load_model(path: str | Path, device: str | torch.device = "cpu"):
+    """Rebuild a model from one of our checkpoints (config carried inside, weights_only load)."""
+    ck = io.load_checkpoint(path)
+    if not isinstance(ck, dict) or "config" not in ck:
+        raise ValueError(f"{path}: not a dynroute checkpoint (no 'config'); for official checkpoints use --preset")
+    cfg = ModelConfig.from_dict(ck["config"])
+    net = build_model(cfg)
+    net.load_state_dict(ck["model"])
+    return net.to(device), cfg, ck
+
+
+def _set_drop_path(net, progress: float) -> None:
+    if net.cfg.arch != "dynamic" or net.cfg.drop_path <= 0:
+        return
+    for m in net.modules():
+        if hasattr(m, "drop_keep_prob") and m.layer >= 0:
+            m.drop_keep_prob = drop_path_keep_prob(m.layer, net.cfg.num_layers, progress, net.cfg.drop_path)
+
+
+def train(mcfg: ModelConfig, tcfg: TrainConfig, out: str | Path, *, resume: bool = False,
+          device: str | None = "auto", progress_bar: bool | None = None) -> dict:
+    """Train ``mcfg`` with recipe ``tcfg`` into ``out`` (last.pt, model_final.pt, train_log.csv, train.json)."""
+    out = Path(out)
+    d = init_distributed()
+    dev = pick_device(device, d.local_rank)
+    torch.manual_seed(tcfg.seed)
+    ds = build_dataset(tcfg.data, tcfg.data_root or None, "train", train=True, crop_hw=tuple(tcfg.crop_hw),
+                       normalization=mcfg.normalization, scale_range=tuple(tcfg.scale_range),
+                       resize_hw=tuple(tcfg.resize_hw) if tcfg.resize_hw else None)
+    net = build_model(mcfg).to(dev)
+    fmt = torch.channels_last if tcfg.channels_last else torch.contiguous_format
+    net = net.to(memory_format=fmt)
+    opt = build_optimizer(net, tcfg)
+    start, max_iter = 0, tcfg.iters
+    last = out / "last.pt"
+    if resume and last.is_file():
+        ck = io.load_checkpoint(last)
+        if ck.get("config_hash") != mcfg.hash():
+            raise ValueError(f"{last}: checkpoint config {ck.get('config_hash')} != requested {mcfg.hash()}; "
+                             "use another --out or drop --resume")
+        net.load_state_dict(ck["model"])
+        opt.load_state_dict(ck["optimizer"])
+        start, max_iter = ck["step"], ck["max_iter"]
+    if d.world > 1:
+        if dev.type == "cuda":
+            net = torch.nn.SyncBatchNorm.convert_sync_batchnorm(net)
+        model = DDP(net, device_ids=[dev.index] if dev.type == "cuda" else None)
+    else:
+        model = net
+    log = CsvLogger(out / "train_log.csv", LOG_FIELDS, resume_step=start if start else None) if d.main else None
+    t0, timer_start = time.perf_counter(), start
+    bar = tqdm(total=max_iter, initial=start, disable=(not d.main) or progress_bar is False or None,
+               dynamic_ncols=True, desc=mcfg.name)
+    step = start
+    model.train()
+    for images, masks, _ in _loader(ds, tcfg, start, max_iter, d):
+        if step >= max_iter:
+            break
+        p = step / max_iter
+        set_lr(opt, lr_at(step, max_iter, tcfg.base_lr, tcfg.warmup_iters))
+        _set_drop_path(net, p)
+        images = images.to(dev, non_blocking=True).contiguous(memory_format=fmt)
+        masks = masks.to(dev, non_blocking=True)
+        with _amp(tcfg, dev):
+            logits, aux = model(images)
+            losses = net.loss(logits.float(), masks, aux, p)
+        if not torch.isfinite(losses["loss"]):
+            bar.close()
+            raise NonFiniteLoss(f"non-finite loss ({losses['loss'].item()}) at iteration {step}; "
+                                f"last good checkpoint: {last if last.is_file() else 'none'}")
+        opt.zero_grad(set_to_none=True)
+        losses["loss"].backward()
+        clip_grad(net, tcfg.grad_clip)
+        opt.step()
+        step += 1
+        ratio = (aux.expected_gflops.mean() / aux.expected_full_gflops).item()
+        if d.main:
+            row = {"step": step, **{k: float(v) for k, v in losses.items()}, "lr": opt.param_groups[0]["lr"] /
+                   opt.param_groups[0].get("lr_mult", 1.0), "expected_ratio": ratio,
+                   "expected_gflops": aux.expected_gflops.mean().item(),
+                   "real_gflops": aux.real_gflops.mean().item(), "wall_s": time.perf_counter() - t0}
+            log.log(row)
+            bar.set_postfix(loss=f"{row['loss']:.3f}", lr=f"{row['lr']:.4f}", eflops=f"{ratio:.2f}")
+            bar.update(1)
+            if bar.disable and (step % tcfg.log_interval == 0 or step == max_iter):
+                print(f"[{mcfg.name}] it {step}/{max_iter} loss {row['loss']:.4f} ce {row['ce']:.4f} "
+                      f"budget {row['budget']:.4f} lr {row['lr']:.5f} E/C {ratio:.3f} "
+                      f"{row['wall_s']:.0f}s", flush=True)
+        if tcfg.time_budget_min > 0 and step - timer_start == 3 and start == 0:
+            # Fit the whole schedule (warm-up, poly decay, budget ramp) into the wall-clock budget.
+            per_it = (time.perf_counter() - t0) / 3
+            max_iter = max(step + 1, min(max_iter, int(tcfg.time_budget_min * 60 / per_it)))
+            bar.total = max_iter
+        if d.main and (step % tcfg.ckpt_interval == 0 or step == max_iter):
+            save_checkpoint(last, model, opt, step, max_iter, mcfg, tcfg)
+    bar.close()
+    summary = {"iters": step, "max_iter": max_iter, "train_wall_s": time.perf_counter() - t0}
+    if tcfg.precise_bn_iters > 0 and mcfg.arch == "dynamic":
+        pbn = _loader(ds, tcfg, max_iter, max_iter + tcfg.precise_bn_iters, d)
+        summary["precise_bn_batches"] = recompute_bn_stats(
+            net, pbn, tcfg.precise_bn_iters,
+            to_input=lambda b, _d: b[0].to(dev).contiguous(memory_format=fmt))
+    if d.main:
+        save_checkpoint(out / "model_final.pt", net, None, step, max_iter, mcfg, tcfg)
+        log.close()
+    return summary
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m dynroute_lib.train", description="Train a dynroute preset.")
+    ap.add_argument("preset", help="preset name (see dynroute_lib.config.PRESETS) or a route-mask .json")
+    ap.add_argument("--data", default=None, help="data set name (default: the profile's)")
+    ap.add_argument("--data-root", default="", help="data root (default: the data set's default)")
+    ap.add_argument("--out", required=True, help="run directory (checkpoints, logs)")
+    ap.add_argument("--profile", default="cpu", help="cpu | gpu recipe (default cpu)")
+    ap.add_argument("--iters", type=int)
+    ap.add_argument("--crop", type=int, nargs=2, metavar=("H", "W"))
+    ap.add_argument("--resize", type=int, nargs=2, metavar=("H", "W"))
+    ap.add_argument("--batch", type=int)
+    ap.add_argument("--lr", type=float)
+    ap.add_argument("--time-budget-min", type=float, help="fit the schedule into this many minutes")
+    ap.add_argument("--workers", type=int)
+    ap.add_argument("--seed", type=int)
+    ap.add_argument("--precise-bn", type=int, help="precise-BN batches at the end (0 = off)")
+    ap.add_argument("--base-channels", type=int, help="override C_0 (64 in the paper)")
+    ap.add_argument("--device", default="auto")
+    ap.add_argument("--resume", action="store_true", help="continue from OUT/last.pt exactly")
+    ap.add_argument("--smoke", action="store_true", help="tiny run on the embedded data (seconds)")
+    ap.add_argument("--eval", action="store_true", help="evaluate model_final.pt on val afterwards")
+    a = ap.parse_args(argv)
+    over = {k: v for k, v in dict(data=a.data, data_root=a.data_root or None, iters=a.iters,
+                                  crop_hw=tuple(a.crop) if a.crop else None,
+                                  resize_hw=tuple(a.resize) if a.resize else None, batch=a.batch, base_lr=a.lr,
+                                  time_budget_min=a.time_budget_min, workers=a.workers, seed=a.seed,
+                                  precise_bn_iters=a.precise_bn).items() if v is not None}
+    try:
+        mcfg, tcfg = for_run(a.preset, profile=a.profile, smoke=a.smoke, **over)
+        if a.base_channels:
+            mcfg = replace(mcfg, base_channels=a.base_channels)
+        with io.Timer() as t:
+            summary = train(mcfg, tcfg, a.out, resume=a.resume, device=a.device)
+        rec = io.provenance({"command": " ".join(sys.argv), "model_config": mcfg.to_dict(),
+                             "train_config": tcfg.to_dict(), **summary, "wall_s": t.wall_s})
+        if a.eval:
+            from .evaluate import evaluate_checkpoint
+            rec["eval"] = evaluate_checkpoint(Path(a.out) / "model_final.pt", data=tcfg.data,
+                                              data_root=tcfg.data_root or None, split="val",
+                                              resize_hw=tcfg.resize_hw, limit=tcfg.eval_limit,
+                                              device=a.device, records_dir=Path(a.out))
+        io.save_json(Path(a.out) / "train.json", rec)
+    except NonFiniteLoss as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 3
+    except (ValueError, FileNotFoundError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(f"done: {summary['iters']} iterations in {summary['train_wall_s']:.0f}s -> {a.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

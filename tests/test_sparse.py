@@ -1,0 +1,334 @@
+"""Sparse per-sample, per-path eval executor vs the dense masked reference (issue 6; spec Sec. 3.3-3.5, 4.8).
+
+Small models (C0 = 8, 5 classes, 4 layers where the preset allows), inputs 64x96, BN statistics calibrated
+first (random-init activations explode through residual layers otherwise).
+"""
+from __future__ import annotations
+
+import dataclasses
+import random
+
+import pytest
+import torch
+from torch import nn
+
+from dynroute_lib.config import PRESETS, get_preset
+from dynroute_lib.model import build_model
+from dynroute_lib.model.costs import cost_table
+from dynroute_lib.model.node import Node
+from dynroute_lib.random_routes import keep_rate, random_routes, routing_flops
+from dynroute_lib.routes import RouteMask, all_nodes, layer_scales, liveness, node_paths
+
+TOL = 1e-5
+H, W = 64, 96
+SMALL = dict(base_channels=8, num_classes=5)
+
+
+def _reduced(name: str):
+    """Preset reduced to C0 = 8, 5 classes and 4 layers (modeled routes that need more keep their depth)."""
+    cfg = get_preset(name, **SMALL)
+    if getattr(cfg, "arch", "dynamic") != "dynamic":
+        pytest.skip(f"{name}: arch {cfg.arch!r} is not a routing network (no sparse executor)")
+    if cfg.gate_mode == "fixed" and cfg.route not in ("all",) and not cfg.route.endswith(".json"):
+        try:
+            from dynroute_lib.routes_modeled import modeled_route
+        except ImportError as e:
+            pytest.skip(f"{name}: dynroute_lib.routes_modeled not importable yet ({e})")
+        try:
+            modeled_route(cfg.route, 4)
+        except ValueError:
+            return cfg                                      # this route needs its full depth
+    return dataclasses.replace(cfg, num_layers=4)
+
+
+def _calibrated(cfg, seed: int = 0):
+    """Model with cumulative BN statistics from a few train-mode forwards (no grad), then eval mode."""
+    torch.manual_seed(seed)
+    net = build_model(cfg)
+    for m in net.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            m.reset_running_stats()
+            m.momentum = None
+    net.train()
+    with torch.no_grad():
+        for _ in range(3):
+            net(torch.randn(2, 3, H, W))
+    return net.eval()
+
+
+def _randomize_gates(net, seed: int = 0) -> None:
+    """Input-dependent gates with per-sample closures, plus a few paths shut for everyone (bias -10)."""
+    g = torch.Generator().manual_seed(seed)
+    for m in net.modules():
+        if isinstance(m, Node) and m.gate_conv_beta is not None:
+            last = m.gate_conv_beta[2]
+            with torch.no_grad():
+                last.weight.normal_(0.0, 1.5 / last.weight.shape[1] ** 0.5, generator=g)
+                last.bias.uniform_(-0.6, 1.0, generator=g)
+                last.bias[torch.rand(last.bias.shape, generator=g) < 0.15] = -10.0
+
+
+def _images(n: int, seed: int) -> torch.Tensor:
+    """Noise images with per-sample contrast and colour offsets, so that learned gates differ per sample."""
+    g = torch.Generator().manual_seed(seed)
+    return (torch.randn(n, 3, H, W, generator=g) * (0.5 + torch.rand(n, 1, 1, 1, generator=g))
+            + 1.5 * torch.randn(n, 3, 1, 1, generator=g))
+
+
+def _batch_close(single: torch.Tensor, row: torch.Tensor) -> bool:
+    """Batch invariance up to float reassociation: convolutions pick batch-size dependent kernels, so the
+    tolerance is 1e-5 relative to the logit scale (the sparse == dense check itself is absolute 1e-5)."""
+    return (single - row).abs().max().item() <= TOL * max(1.0, row.abs().max().item())
+
+
+def _run(net, x, executor: str):
+    net.executor = executor
+    with torch.inference_mode():
+        return net(x)
+
+
+def _compare(net, x):
+    lo_s, aux_s = _run(net, x, "sparse")
+    lo_d, aux_d = _run(net, x, "dense")
+    assert torch.isfinite(lo_d).all()
+    assert (lo_s - lo_d).abs().max().item() <= TOL
+    assert torch.equal(aux_s.real_gflops, aux_d.real_gflops)
+    assert torch.equal(aux_s.exec_gflops, aux_d.exec_gflops)
+    for n, st in aux_d.states.items():
+        assert torch.equal(st.live, aux_s.states[n].live) and torch.equal(st.computed, aux_s.states[n].computed), n
+        assert (st.alpha - aux_s.states[n].alpha).abs().max().item() <= 1e-6, n
+    return lo_s, aux_s
+
+
+# ----------------------------------------------------------------------------- every preset
+@pytest.mark.parametrize("name", list(PRESETS))
+def test_sparse_matches_dense_every_preset(name):
+    cfg = _reduced(name)
+    net = _calibrated(cfg)
+    _randomize_gates(net)
+    _, aux = _compare(net, _images(2, seed=1))
+    if cfg.gate_mode == "fixed":                            # spec 3.5.5: no gate modules, no dead nodes
+        assert not any(isinstance(m, Node) and m.gate_conv_beta is not None for m in net.modules())
+        live, _ = liveness(net.route)
+        built = {(m.layer, m.scale) for m in net.modules() if isinstance(m, Node)}
+        assert built <= live
+
+
+# ----------------------------------------------------------------------------- mixed routes in a batch
+def _special_masks(L: int) -> list[RouteMask]:
+    """Closures that make whole nodes and whole scales input-dead, pass-through chains, all open."""
+    full = RouteMask.full(L)
+    no_s3 = dict(full.paths)                                # nobody goes down into scale 3
+    for layer, s in all_nodes(L):
+        if s == 2 and "down" in node_paths(layer, s, L):
+            no_s3[(layer, s)] = tuple(0 if p == "down" else 1 for p in node_paths(layer, s, L))
+    node_dead = dict(full.paths)                            # (1, 1) receives nothing: input-dead
+    for layer, s in ((0, 0), (0, 1)):
+        names = node_paths(layer, s, L)
+        node_dead[(layer, s)] = tuple(0 if (p, s) in (("down", 0), ("keep", 1)) else 1 for p in names)
+    node_dead[(0, 2)] = (1, 0, 1)                           # l0_s2 keep/up/down: no up into l1_s1
+    resid = dict(full.paths)                                # skipped nodes: X passes through on keep
+    for n in ((0, 0), (1, 1), (2, 2), (L - 1, 0)):
+        resid[n] = (0,) * len(node_paths(*n, L))
+    keep_only = {n: tuple(int(p == "keep") for p in node_paths(*n, L)) for n in all_nodes(L)}
+    return [full, RouteMask(L, no_s3, "no_s3"), RouteMask(L, node_dead, "node_dead"),
+            RouteMask(L, resid, "resid"), RouteMask(L, keep_only, "keep_only"),
+            RouteMask(L, {}, "all_closed")]
+
+
+def _mixed_masks(cfg, count: int, seed: int) -> list[RouteMask]:
+    rng = random.Random(seed)
+    specials = _special_masks(cfg.num_layers)
+    masks = []
+    for i in range(count):
+        if i < len(specials) and i % 2 == 0:
+            masks.append(specials[i // 2 * 2 % len(specials)])
+        else:
+            p = rng.choice([0.3, 0.5, 0.7, 0.9])
+            masks.append(RouteMask(cfg.num_layers, {n: tuple(int(rng.random() < p) for _ in node_paths(*n, cfg.num_layers))
+                                                    for n in all_nodes(cfg.num_layers)}))
+    return masks
+
+
+@pytest.fixture(scope="module")
+def raw():
+    return _calibrated(dataclasses.replace(get_preset("dynamic_raw_l16", **SMALL), num_layers=4))
+
+
+def test_special_masks_cover_dead_nodes_and_scales():
+    L = 4
+    by = {m.name: liveness(m) for m in _special_masks(L)}
+    assert not any(s == 3 for _, s in by["no_s3"][0])                 # whole scale input-dead
+    assert (1, 1) not in by["node_dead"][0] and (2, 1) in by["node_dead"][0]
+    assert by["all_closed"][1] == set() and len(by["all_closed"][0]) == L + 1   # pass-through chain on scale 0
+
+
+def test_sparse_matches_dense_mixed_forced_routes(raw):
+    masks = _special_masks(4) + _mixed_masks(raw.cfg, 6, seed=3)
+    x = _images(len(masks), seed=2)
+    raw.set_forced_route(masks)
+    try:
+        lo, aux = _compare(raw, x)
+        for b, m in enumerate(masks):                        # batch invariance: batch-N row == batch-1 run
+            raw.set_forced_route([m])
+            lo1, aux1 = _run(raw, x[b:b + 1], "sparse")
+            assert _batch_close(lo1[0], lo[b]), m.name
+            assert aux1.exec_gflops[0] == aux.exec_gflops[b]
+            raw.set_forced_route(m)                          # one mask for the batch == per-sample list of one
+            assert torch.equal(_run(raw, x[b:b + 1], "sparse")[0], lo1)
+        with pytest.raises(ValueError, match="per-sample"):
+            raw.set_forced_route(masks[:3])
+            _run(raw, x, "sparse")
+    finally:
+        raw.set_forced_route(None)
+
+
+def test_batch_invariance_learned_gates():
+    net = _calibrated(dataclasses.replace(get_preset("dynamic_raw_l16", **SMALL), num_layers=4), seed=4)
+    _randomize_gates(net, seed=4)
+    x = _images(6, seed=5)
+    lo, aux = _compare(net, x)
+    computed = torch.stack([st.computed for st in aux.states.values()], 1)
+    assert computed.any(0).sum() > computed.all(0).sum()    # routes really differ inside the batch
+    for b in range(6):
+        lo1, aux1 = _run(net, x[b:b + 1], "sparse")
+        assert _batch_close(lo1[0], lo[b])
+        assert aux1.real_gflops[0] == aux.real_gflops[b]
+
+
+# ----------------------------------------------------------------------------- executed FLOPs
+def _expected_from_mask(cfg, mask: RouteMask) -> tuple[float, float]:
+    """(official real, executed) FLOPs of a forced route, from the mask alone (spec 4.5 and 3.3 rule 8)."""
+    t = cost_table(cfg.base_channels, cfg.cell_type, False, cfg.small_gate, cfg.num_classes, H, W)
+    L = cfg.num_layers
+    live, comp = liveness(mask)
+    real = t.stem + t.head_official
+    execd = t.stem
+    for layer, s in comp:
+        opened = [p for p, o in zip(node_paths(layer, s, L), mask.paths[(layer, s)]) if o]
+        execd += t.cell[s] + sum(t.trans[s][p] for p in opened)               # quirks 1 and 9 off
+        real += (t.cell[s] if layer >= 0 else 0.0) + (sum(t.trans[s][p] for p in opened) if layer < L - 1 else 0.0)
+    feeds = [(L - 1, s) in live and ((L - 1, s) not in comp or mask.paths[(L - 1, s)][0]) for s in range(4)]
+    execd += sum(t.head_true_stage[s] for s in range(4) if any(feeds[s:]))      # quirk 2 off
+    return real / 1e9, execd / 1e9
+
+
+class _Counter:
+    """Counts the official primitives of every module call that really happens (hooks + keep ReLUs)."""
+
+    def __init__(self, net):
+        self.total, self.handles = 0, []
+        stem = set(net.backbone.stem.modules())             # counted from the table: quirk 6 (511 vs 512 rows)
+        for m in net.modules():
+            if isinstance(m, (nn.Conv2d, nn.ReLU, nn.AdaptiveAvgPool2d)) and m not in stem:
+                self.handles.append(m.register_forward_hook(self.hook))
+            if isinstance(m, Node):
+                m.transform = self.wrap(m.transform)
+        c = net.cfg
+        self.stem = cost_table(c.base_channels, c.cell_type, True, c.small_gate, c.num_classes, H, W).stem
+        self.stem_module = net.backbone.stem
+        self.handles.append(self.stem_module.register_forward_hook(self.hook))
+
+    def hook(self, m, inputs, out):
+        n, c, h, w = inputs[0].shape
+        if m is self.stem_module:
+            self.total += n * self.stem
+            return
+        if isinstance(m, nn.Conv2d):
+            s = m.stride[0]
+            h, w = h // s, w // s                            # official primitive: (H/stride)
+            f = m.kernel_size[0] * m.kernel_size[1] * c // m.groups * m.out_channels * h * w
+            f += 2 * h * w * m.out_channels if getattr(m, "norm", None) is not None else 0
+            f += h * w * m.out_channels if getattr(m, "relu", False) else 0
+            self.total += n * f
+        else:
+            self.total += n * c * h * w
+
+    def wrap(self, fn):
+        def transform(path, h):
+            if path == "keep":
+                self.total += h.numel()
+            return fn(path, h)
+        return transform
+
+    def remove(self, net):
+        for hd in self.handles:
+            hd.remove()
+        for m in net.modules():
+            if isinstance(m, Node):
+                del m.transform
+
+
+def test_executed_flops_equal_counted_flops(raw):
+    masks = _special_masks(4) + _mixed_masks(raw.cfg, 4, seed=7)
+    x = _images(len(masks), seed=3)
+    raw.set_forced_route(masks)
+    counter = _Counter(raw)
+    try:
+        _, aux = _run(raw, x, "sparse")
+    finally:
+        counter.remove(raw)
+        raw.set_forced_route(None)
+    for b, m in enumerate(masks):
+        real, execd = _expected_from_mask(raw.cfg, m)
+        assert aux.real_gflops[b].item() == pytest.approx(real, rel=1e-6), m.name
+        assert aux.exec_gflops[b].item() == pytest.approx(execd, rel=1e-6), m.name
+        routing = routing_flops(m, raw.cfg, H, W) / 1e9
+        t = cost_table(8, "sep2", False, False, 5, H, W)
+        assert real == pytest.approx(routing + (t.stem + t.head_official) / 1e9, rel=1e-9)
+    assert counter.total / 1e9 == pytest.approx(aux.exec_gflops.double().sum().item(), rel=1e-6)
+
+
+def test_executed_flops_learned_gates_counted_by_hooks():
+    net = _calibrated(dataclasses.replace(get_preset("dynamic_a", **SMALL), num_layers=4), seed=6)
+    _randomize_gates(net, seed=6)
+    x = _images(4, seed=7)
+    counter = _Counter(net)
+    try:
+        _, aux = _run(net, x, "sparse")
+    finally:
+        counter.remove(net)
+    assert counter.total / 1e9 == pytest.approx(aux.exec_gflops.double().sum().item(), rel=1e-6)
+
+
+# ----------------------------------------------------------------------------- forced routes
+def test_all_gates_forced_open_is_dense(raw):
+    x = _images(2, seed=4)
+    raw.set_forced_route(RouteMask.full(4))
+    try:
+        lo, aux = _compare(raw, x)
+        dense, _ = _run(raw, x, "dense")
+        assert torch.equal(lo, dense)
+        t = cost_table(8, "sep2", False, False, 5, H, W)
+        full = (t.stem + sum(t.cell[s] for _, s in all_nodes(4)) + t.head_true_stage[0] + sum(t.head_true_stage[1:])
+                + sum(t.trans[s][p] for n in all_nodes(4) for p, s in [(p, n[1]) for p in node_paths(*n, 4)]))
+        assert aux.exec_gflops[0].item() == pytest.approx(full / 1e9, rel=1e-6)
+    finally:
+        raw.set_forced_route(None)
+
+
+def test_forced_route_json_round_trip(raw, tmp_path):
+    mask = random_routes(raw.cfg, H, W, 0.5, 1, seed=11)[0]
+    assert abs(keep_rate(mask, raw.cfg, H, W) - 0.5) <= 0.05
+    x = _images(2, seed=5)
+    try:
+        raw.set_forced_route(mask)
+        before, _ = _run(raw, x, "sparse")
+        loaded = RouteMask.load(mask.save(tmp_path / "route.json"))
+        assert loaded.paths == mask.paths
+        raw.set_forced_route(loaded)
+        after, _ = _run(raw, x, "sparse")
+        assert torch.equal(before, after)
+    finally:
+        raw.set_forced_route(None)
+
+
+def test_random_routes_hit_target_keep_rate():
+    cfg = get_preset("dynamic_raw_l16")
+    for target in (0.3, 0.5, 0.7):
+        masks = random_routes(cfg, 512, 1024, target, 3, seed=0)
+        assert len({tuple(sorted(m.paths.items())) for m in masks}) == 3
+        assert all(abs(keep_rate(m, cfg, 512, 1024) - target) <= 0.02 for m in masks)
+    assert keep_rate(RouteMask.full(16), cfg, 512, 1024) == 1.0
+    assert routing_flops(RouteMask(16, {}), cfg, 512, 1024) == 0.0
+    assert all(len(layer_scales(l)) for l in range(16))
