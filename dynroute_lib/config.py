@@ -116,7 +116,8 @@ class TrainConfig:
     log_interval: int = 20
     ckpt_interval: int = 500
     eval_limit: int | None = None     # evaluate on the first N val images only
-    time_budget_min: float = 0.0      # > 0: stop when the wall-clock budget is used (schedule shrinks to fit)
+    time_budget_min: float = 0.0      # > 0: fit the schedule into this wall-clock budget (minutes)
+    cpu_budget_min: float = 0.0       # > 0: fit it into this much process CPU time (fair on a shared machine)
     workers: int = 0
     seed: int = 0
 
@@ -133,7 +134,7 @@ TRAIN_PROFILES = {
     # The longer CPU comparison run (issue 5): CamVid at 240x320, schedule fitted to a wall-clock budget.
     "cpu_long": TrainConfig(data="camvid", iters=5000, batch=8, crop_hw=(224, 320), resize_hw=(240, 320),
                             warmup_iters=50, precise_bn_iters=20, log_interval=10, ckpt_interval=50,
-                            time_budget_min=20.0),
+                            cpu_budget_min=30.0),
     # Plumbing only: seconds on 2 CPU cores.
     "smoke": TrainConfig(data="synthetic", iters=3, batch=2, crop_hw=(64, 64), warmup_iters=1,
                          precise_bn_iters=1, log_interval=1, ckpt_interval=2, eval_limit=2, channels_last=False),

@@ -18,7 +18,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from .config import PRESETS, get_preset
 from .model import build_model
 from .model.node import NodeState
-from .routes import RouteMask, all_nodes, liveness, node_paths
+from .routes import RouteMask, all_nodes, liveness
 
 # Paper static columns: (params M, GFLOPs at 1024x2048). Tables 2-4 (+ Layer33 from the Cityscapes table).
 PAPER = {

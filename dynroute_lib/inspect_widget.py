@@ -5,15 +5,18 @@ model ``Dropdown`` (checkpoints found plus untrained presets), a ``FileUpload`` 
 "show ground truth" ``Checkbox``, a ``FloatLogSlider`` threshold for "active", ``ToggleButtons`` for official /
 executed FLOPs, a "pin for comparison" ``Button``, an ``HTML`` message line (banner and errors: a bad
 checkpoint or a non-image upload shows a message, never a traceback) and a fixed-size ``Output``. Every
-change redraws through :func:`dynroute_lib.inspect_view.render_inspection` into the ``Output`` with
-``clear_output(wait=True)`` (pitfall 6); the figure is converted to PNG without pyplot, so nothing leaks.
+change redraws through :func:`dynroute_lib.inspect_view.render_inspection` and replaces the ``Output``'s
+content in one step (the effect of ``clear_output(wait=True)`` + ``display``, pitfall 6, without ``with out:``
+capture: under papermill, nbclient's Output mimic answering captured displays on the shell channel stalled
+cells until the execution timeout, cf. jupyter/nbclient#312). The figure becomes a PNG without pyplot, so no
+figure is left open.
 """
 from __future__ import annotations
 
+import base64
 import html
 
 import ipywidgets as W
-from IPython.display import Image, clear_output, display
 
 from .data import DataError
 from .inspect import collect_records, flops_summary, image_record, load_source
@@ -89,10 +92,11 @@ class Inspector:
         fig = render_inspection(self.current, info=self.info, flops_stats=flops_summary(self.records, self.flops_kind.value),
                                 show_gt=self.show_gt.value, threshold=self.threshold.value,
                                 flops_kind=self.flops_kind.value, compare=self.pinned)
-        png = fig_to_png(fig)
-        with self.out:
-            clear_output(wait=True)
-            display(Image(data=png, format="png"))
+        png = base64.b64encode(fig_to_png(fig)).decode("ascii")
+        # Replacing the Output's outputs in one state update is clear_output(wait=True) + display without
+        # `with out:` capture, whose nbclient mimic intermittently stalled headless (papermill) runs.
+        self.out.outputs = ({"output_type": "display_data", "metadata": {},
+                             "data": {"image/png": png, "text/plain": "<route inspector figure>"}},)
 
     def _fail(self, err: Exception) -> None:
         self.error = str(err)

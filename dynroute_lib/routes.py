@@ -72,6 +72,11 @@ class RouteMask:
         return cls(num_layers, {n: (1,) * len(node_paths(*n, num_layers)) for n in all_nodes(num_layers)}, name)
 
     def __post_init__(self) -> None:
+        space = set(all_nodes(self.num_layers))
+        outside = sorted(n for n in self.paths if n not in space)
+        if outside:
+            raise ValueError(f"route mask names nodes outside the {self.num_layers}-layer space: "
+                             + ", ".join(node_key(*n) for n in outside))
         for n in all_nodes(self.num_layers):
             want = len(node_paths(*n, self.num_layers))
             got = self.paths.setdefault(n, (0,) * want)
@@ -100,7 +105,7 @@ class RouteMask:
                 layer, scale = key[1:].split("_s")
                 nodes[(int(layer), int(scale))] = tuple(v)
             return cls(int(obj["num_layers"]), nodes, obj.get("name", "custom"))
-        except (KeyError, ValueError, TypeError) as e:
+        except (KeyError, ValueError, TypeError, AttributeError) as e:
             raise ValueError(f"not a route mask: {e}") from None
 
     def save(self, path: str | Path) -> Path:

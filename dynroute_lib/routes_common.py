@@ -77,7 +77,8 @@ def extract_common(freqs: dict, num_layers: int, keep_ratio: float = 0.95, name:
         The RouteMask of the common network.
 
     Raises:
-        ValueError: A frequency vector of the wrong length, or a route that leaves the decoder without input.
+        ValueError: A frequency vector of the wrong length, or no routing node left computed (the network
+            would be stem + pass-through + decoder).
     """
     paths = {}
     for layer, s in all_nodes(num_layers):
@@ -87,12 +88,12 @@ def extract_common(freqs: dict, num_layers: int, keep_ratio: float = 0.95, name:
             raise ValueError(f"frequencies of {node_key(layer, s)}: {f.shape[0]} paths, node has {want}")
         paths[(layer, s)] = tuple(int(v >= keep_ratio) for v in f)
     mask = RouteMask(num_layers, paths, name)
-    live, _ = liveness(mask)
+    live, computed = liveness(mask)
     for n in mask.paths:
         if n not in live:
             mask.paths[n] = (0,) * len(mask.paths[n])
-    if not any((num_layers - 1, s) in live for s in range(4)):
-        raise ValueError(f"no path kept at keep_ratio={keep_ratio} reaches the decoder; lower the ratio")
+    if not any(layer >= 0 for layer, _ in computed):
+        raise ValueError(f"no routing node keeps a path at keep_ratio={keep_ratio}; lower the ratio")
     return mask
 
 
@@ -152,7 +153,10 @@ def main(argv: list[str] | None = None) -> RouteMask:
     ap.add_argument("--out", required=True, help="route-mask JSON to write")
     args = ap.parse_args(argv)
 
-    ckpt = load_checkpoint(args.checkpoint)
+    try:
+        ckpt = load_checkpoint(args.checkpoint)
+    except (FileNotFoundError, ValueError) as e:
+        raise SystemExit(str(e)) from None
     if not isinstance(ckpt, dict) or "model" not in ckpt or "config" not in ckpt:
         raise SystemExit(f"{args.checkpoint}: expected a dict with 'model' and 'config' keys")
     cfg = ModelConfig.from_dict(ckpt["config"])

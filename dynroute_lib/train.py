@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import math
 import sys
 import time
 from dataclasses import replace
@@ -73,6 +72,22 @@ def load_model(path: str | Path, device: str | torch.device = "cpu"):
     return net.to(device), cfg, ck
 
 
+def sync_buffers(net, d: Dist) -> None:
+    """Average float buffers (BN running stats) over ranks, copy integer ones from rank 0.
+
+    DDP broadcasts rank 0's buffers at the start of each forward, so after the last step every rank holds
+    the stats of its own last batch; averaging leaves all ranks identical (and uses every rank's data).
+    """
+    if d.world <= 1:
+        return
+    for b in net.buffers():
+        if b.is_floating_point():
+            torch.distributed.all_reduce(b)
+            b.div_(d.world)
+        else:
+            torch.distributed.broadcast(b, 0)
+
+
 def _set_drop_path(net, progress: float) -> None:
     if net.cfg.arch != "dynamic" or net.cfg.drop_path <= 0:
         return
@@ -82,8 +97,13 @@ def _set_drop_path(net, progress: float) -> None:
 
 
 def train(mcfg: ModelConfig, tcfg: TrainConfig, out: str | Path, *, resume: bool = False,
-          device: str | None = "auto", progress_bar: bool | None = None) -> dict:
-    """Train ``mcfg`` with recipe ``tcfg`` into ``out`` (last.pt, model_final.pt, train_log.csv, train.json)."""
+          device: str | None = "auto", progress_bar: bool | None = None, return_model: bool = False,
+          stop_at: int | None = None):
+    """Train ``mcfg`` with recipe ``tcfg`` into ``out`` (last.pt, model_final.pt, train_log.csv).
+
+    Returns the summary dict, or (summary, model) with ``return_model``. ``stop_at`` ends the loop after that
+    iteration with a checkpoint and no precise BN, as an interruption would (a later ``resume`` continues).
+    """
     out = Path(out)
     d = init_distributed()
     dev = pick_device(device, d.local_rank)
@@ -112,7 +132,7 @@ def train(mcfg: ModelConfig, tcfg: TrainConfig, out: str | Path, *, resume: bool
     else:
         model = net
     log = CsvLogger(out / "train_log.csv", LOG_FIELDS, resume_step=start if start else None) if d.main else None
-    t0, timer_start = time.perf_counter(), start
+    t0, c0 = time.perf_counter(), time.process_time()
     bar = tqdm(total=max_iter, initial=start, disable=(not d.main) or progress_bar is False or None,
                dynamic_ncols=True, desc=mcfg.name)
     step = start
@@ -139,7 +159,7 @@ def train(mcfg: ModelConfig, tcfg: TrainConfig, out: str | Path, *, resume: bool
         step += 1
         ratio = (aux.expected_gflops.mean() / aux.expected_full_gflops).item()
         if d.main:
-            row = {"step": step, **{k: float(v) for k, v in losses.items()}, "lr": opt.param_groups[0]["lr"] /
+            row = {"step": step, **{k: float(v.detach()) for k, v in losses.items()}, "lr": opt.param_groups[0]["lr"] /
                    opt.param_groups[0].get("lr_mult", 1.0), "expected_ratio": ratio,
                    "expected_gflops": aux.expected_gflops.mean().item(),
                    "real_gflops": aux.real_gflops.mean().item(), "wall_s": time.perf_counter() - t0}
@@ -150,24 +170,35 @@ def train(mcfg: ModelConfig, tcfg: TrainConfig, out: str | Path, *, resume: bool
                 print(f"[{mcfg.name}] it {step}/{max_iter} loss {row['loss']:.4f} ce {row['ce']:.4f} "
                       f"budget {row['budget']:.4f} lr {row['lr']:.5f} E/C {ratio:.3f} "
                       f"{row['wall_s']:.0f}s", flush=True)
-        if tcfg.time_budget_min > 0 and step - timer_start == 3 and start == 0:
-            # Fit the whole schedule (warm-up, poly decay, budget ramp) into the wall-clock budget.
-            per_it = (time.perf_counter() - t0) / 3
-            max_iter = max(step + 1, min(max_iter, int(tcfg.time_budget_min * 60 / per_it)))
+        if (tcfg.time_budget_min > 0 or tcfg.cpu_budget_min > 0) and start == 0 and step in (3, 10, 30):
+            # Fit the whole schedule (warm-up, poly decay, budget ramp) into the budget; re-estimated a few
+            # times early because a shared machine's speed drifts. CPU time is immune to other processes.
+            if tcfg.cpu_budget_min > 0:
+                per_it, budget = (time.process_time() - c0) / step, tcfg.cpu_budget_min * 60
+            else:
+                per_it, budget = (time.perf_counter() - t0) / step, tcfg.time_budget_min * 60
+            max_iter = max(step + 1, min(tcfg.iters, int(budget / per_it)))
             bar.total = max_iter
-        if d.main and (step % tcfg.ckpt_interval == 0 or step == max_iter):
+        if d.main and (step % tcfg.ckpt_interval == 0 or step == max_iter or step == stop_at):
             save_checkpoint(last, model, opt, step, max_iter, mcfg, tcfg)
+        if step == stop_at:
+            break
     bar.close()
-    summary = {"iters": step, "max_iter": max_iter, "train_wall_s": time.perf_counter() - t0}
+    if stop_at is not None and step < max_iter:
+        return ({"iters": step, "interrupted": True}, net) if return_model else {"iters": step, "interrupted": True}
+    sync_buffers(net, d)
+    summary = {"iters": step, "max_iter": max_iter, "train_wall_s": time.perf_counter() - t0,
+               "train_cpu_s": time.process_time() - c0}
     if tcfg.precise_bn_iters > 0 and mcfg.arch == "dynamic":
         pbn = _loader(ds, tcfg, max_iter, max_iter + tcfg.precise_bn_iters, d)
         summary["precise_bn_batches"] = recompute_bn_stats(
             net, pbn, tcfg.precise_bn_iters,
             to_input=lambda b, _d: b[0].to(dev).contiguous(memory_format=fmt))
+        sync_buffers(net, d)
     if d.main:
         save_checkpoint(out / "model_final.pt", net, None, step, max_iter, mcfg, tcfg)
         log.close()
-    return summary
+    return (summary, net) if return_model else summary
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -182,7 +213,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--resize", type=int, nargs=2, metavar=("H", "W"))
     ap.add_argument("--batch", type=int)
     ap.add_argument("--lr", type=float)
-    ap.add_argument("--time-budget-min", type=float, help="fit the schedule into this many minutes")
+    ap.add_argument("--time-budget-min", type=float, help="fit the schedule into this many wall-clock minutes")
+    ap.add_argument("--cpu-budget-min", type=float, help="fit the schedule into this many process-CPU minutes")
     ap.add_argument("--workers", type=int)
     ap.add_argument("--seed", type=int)
     ap.add_argument("--precise-bn", type=int, help="precise-BN batches at the end (0 = off)")
@@ -195,7 +227,7 @@ def main(argv: list[str] | None = None) -> int:
     over = {k: v for k, v in dict(data=a.data, data_root=a.data_root or None, iters=a.iters,
                                   crop_hw=tuple(a.crop) if a.crop else None,
                                   resize_hw=tuple(a.resize) if a.resize else None, batch=a.batch, base_lr=a.lr,
-                                  time_budget_min=a.time_budget_min, workers=a.workers, seed=a.seed,
+                                  time_budget_min=a.time_budget_min, cpu_budget_min=a.cpu_budget_min, workers=a.workers, seed=a.seed,
                                   precise_bn_iters=a.precise_bn).items() if v is not None}
     try:
         mcfg, tcfg = for_run(a.preset, profile=a.profile, smoke=a.smoke, **over)

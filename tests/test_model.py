@@ -5,7 +5,7 @@ import math
 
 import pytest
 import torch
-from conftest import calibrate_bn, tiny
+from conftest import tiny
 
 from dynroute_lib.config import PRESETS, get_preset
 from dynroute_lib.flops import count, route_flops

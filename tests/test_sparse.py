@@ -2,6 +2,14 @@
 
 Small models (C0 = 8, 5 classes, 4 layers where the preset allows), inputs 64x96, BN statistics calibrated
 first (random-init activations explode through residual layers otherwise).
+
+The equivalence checks run the models in float64. In float32 the sparse executor runs convolutions on
+sub-batches, and CPU kernels are not bit-identical across batch sizes (at these tiny sizes PyTorch even
+switches kernel at batch 1: Slow2d below 20480 input elements, oneDNN above; BLAS results depend on
+alignment), which moves logits of magnitude ~50 by up to ~6e-5 for reasons unrelated to the executor. In
+float64 those rounding differences are ~1e-13, so "max abs <= 1e-5" tests the routing semantics alone. One
+test keeps float32 and the default backend (tolerance 1e-5 relative to the logit scale); the benchmark
+reports the float32 sparse-vs-dense difference at 512x1024.
 """
 from __future__ import annotations
 
@@ -41,10 +49,10 @@ def _reduced(name: str):
     return dataclasses.replace(cfg, num_layers=4)
 
 
-def _calibrated(cfg, seed: int = 0):
+def _calibrated(cfg, seed: int = 0, dtype: torch.dtype = torch.float64):
     """Model with cumulative BN statistics from a few train-mode forwards (no grad), then eval mode."""
     torch.manual_seed(seed)
-    net = build_model(cfg)
+    net = build_model(cfg).to(dtype)
     for m in net.modules():
         if isinstance(m, nn.BatchNorm2d):
             m.reset_running_stats()
@@ -52,33 +60,47 @@ def _calibrated(cfg, seed: int = 0):
     net.train()
     with torch.no_grad():
         for _ in range(3):
-            net(torch.randn(2, 3, H, W))
+            net(torch.randn(2, 3, H, W, dtype=dtype))
     return net.eval()
 
 
-def _randomize_gates(net, seed: int = 0) -> None:
-    """Input-dependent gates with per-sample closures, plus a few paths shut for everyone (bias -10)."""
+def _randomize_gates(net, seed: int = 0, x: torch.Tensor | None = None) -> None:
+    """Input-dependent gates, plus a few paths shut for everyone (bias -10).
+
+    With images ``x``, each gate bias is centred on the median logit of those images (dense executor, all
+    gates open), so that each path is open for about half of the samples: routes then differ per sample.
+    """
     g = torch.Generator().manual_seed(seed)
-    for m in net.modules():
-        if isinstance(m, Node) and m.gate_conv_beta is not None:
-            last = m.gate_conv_beta[2]
-            with torch.no_grad():
-                last.weight.normal_(0.0, 1.5 / last.weight.shape[1] ** 0.5, generator=g)
-                last.bias.uniform_(-0.6, 1.0, generator=g)
-                last.bias[torch.rand(last.bias.shape, generator=g) < 0.15] = -10.0
+    lasts = [m.gate_conv_beta[2] for m in net.modules() if isinstance(m, Node) and m.gate_conv_beta is not None]
+    with torch.no_grad():
+        for last in lasts:
+            last.weight.normal_(0.0, (3.0 if x is not None else 1.5) / last.weight.shape[1] ** 0.5, generator=g)
+            last.bias.uniform_(-0.6, 1.0, generator=g)
+        if x is not None:
+            logits = {}
+            hooks = [m.register_forward_hook(lambda m, i, o: logits.__setitem__(m, o.flatten(1))) for m in lasts]
+            net.executor = "dense"
+            net(x)
+            for h in hooks:
+                h.remove()
+            for last in lasts:
+                last.bias -= logits[last].median(0).values - 0.05
+        for last in lasts:
+            last.bias[torch.rand(last.bias.shape, generator=g) < 0.15] = -10.0
 
 
-def _images(n: int, seed: int) -> torch.Tensor:
+def _images(n: int, seed: int, dtype: torch.dtype = torch.float64) -> torch.Tensor:
     """Noise images with per-sample contrast and colour offsets, so that learned gates differ per sample."""
     g = torch.Generator().manual_seed(seed)
-    return (torch.randn(n, 3, H, W, generator=g) * (0.5 + torch.rand(n, 1, 1, 1, generator=g))
-            + 1.5 * torch.randn(n, 3, 1, 1, generator=g))
+    x = (torch.randn(n, 3, H, W, generator=g) * (0.5 + torch.rand(n, 1, 1, 1, generator=g))
+         + 1.5 * torch.randn(n, 3, 1, 1, generator=g))
+    return x.to(dtype)
 
 
-def _batch_close(single: torch.Tensor, row: torch.Tensor) -> bool:
-    """Batch invariance up to float reassociation: convolutions pick batch-size dependent kernels, so the
-    tolerance is 1e-5 relative to the logit scale (the sparse == dense check itself is absolute 1e-5)."""
-    return (single - row).abs().max().item() <= TOL * max(1.0, row.abs().max().item())
+def _close(a: torch.Tensor, b: torch.Tensor) -> bool:
+    """max abs <= 1e-5 (float64), or 1e-5 relative to the logit scale in float32 (see the module docstring)."""
+    scale = 1.0 if a.dtype == torch.float64 else max(1.0, b.abs().max().item())
+    return (a - b).abs().max().item() <= TOL * scale
 
 
 def _run(net, x, executor: str):
@@ -92,6 +114,7 @@ def _compare(net, x):
     lo_d, aux_d = _run(net, x, "dense")
     assert torch.isfinite(lo_d).all()
     assert (lo_s - lo_d).abs().max().item() <= TOL
+    assert lo_s.dtype == torch.float64
     assert torch.equal(aux_s.real_gflops, aux_d.real_gflops)
     assert torch.equal(aux_s.exec_gflops, aux_d.exec_gflops)
     for n, st in aux_d.states.items():
@@ -105,8 +128,9 @@ def _compare(net, x):
 def test_sparse_matches_dense_every_preset(name):
     cfg = _reduced(name)
     net = _calibrated(cfg)
-    _randomize_gates(net)
-    _, aux = _compare(net, _images(2, seed=1))
+    x = _images(4, seed=1)
+    _randomize_gates(net, x=x)
+    _compare(net, x)
     if cfg.gate_mode == "fixed":                            # spec 3.5.5: no gate modules, no dead nodes
         assert not any(isinstance(m, Node) and m.gate_conv_beta is not None for m in net.modules())
         live, _ = liveness(net.route)
@@ -172,7 +196,7 @@ def test_sparse_matches_dense_mixed_forced_routes(raw):
         for b, m in enumerate(masks):                        # batch invariance: batch-N row == batch-1 run
             raw.set_forced_route([m])
             lo1, aux1 = _run(raw, x[b:b + 1], "sparse")
-            assert _batch_close(lo1[0], lo[b]), m.name
+            assert _close(lo1[0], lo[b]), m.name
             assert aux1.exec_gflops[0] == aux.exec_gflops[b]
             raw.set_forced_route(m)                          # one mask for the batch == per-sample list of one
             assert torch.equal(_run(raw, x[b:b + 1], "sparse")[0], lo1)
@@ -185,15 +209,34 @@ def test_sparse_matches_dense_mixed_forced_routes(raw):
 
 def test_batch_invariance_learned_gates():
     net = _calibrated(dataclasses.replace(get_preset("dynamic_raw_l16", **SMALL), num_layers=4), seed=4)
-    _randomize_gates(net, seed=4)
-    x = _images(6, seed=5)
+    x = _images(8, seed=5)
+    _randomize_gates(net, seed=4, x=x)
     lo, aux = _compare(net, x)
+    opened = torch.cat([st.alpha > 0 for st in aux.states.values()], 1)              # [N, all paths]
     computed = torch.stack([st.computed for st in aux.states.values()], 1)
-    assert computed.any(0).sum() > computed.all(0).sum()    # routes really differ inside the batch
-    for b in range(6):
+    live = torch.stack([st.live for st in aux.states.values()], 1)
+    for mask in (opened, computed, live):                   # routes really differ inside the batch
+        assert mask.any(0).sum() > mask.all(0).sum()
+    for b in range(8):
         lo1, aux1 = _run(net, x[b:b + 1], "sparse")
-        assert _batch_close(lo1[0], lo[b])
+        assert _close(lo1[0], lo[b])
         assert aux1.real_gflops[0] == aux.real_gflops[b]
+
+
+def test_sparse_matches_dense_float32():
+    """float32, default backend: mixed forced routes, then learned gates; 1e-5 relative to the logit scale."""
+    net = _calibrated(dataclasses.replace(get_preset("dynamic_raw_l16", **SMALL), num_layers=4), dtype=torch.float32)
+    masks = _special_masks(4) + _mixed_masks(net.cfg, 4, seed=9)
+    x = _images(len(masks), seed=9, dtype=torch.float32)
+    net.set_forced_route(masks)
+    lo_s, _ = _run(net, x, "sparse")
+    lo_d, _ = _run(net, x, "dense")
+    assert lo_s.dtype == torch.float32 and _close(lo_s, lo_d)
+    net.set_forced_route(None)
+    _randomize_gates(net, seed=9, x=x)
+    lo_s, aux_s = _run(net, x, "sparse")
+    lo_d, aux_d = _run(net, x, "dense")
+    assert _close(lo_s, lo_d) and torch.equal(aux_s.real_gflops, aux_d.real_gflops)
 
 
 # ----------------------------------------------------------------------------- executed FLOPs
@@ -281,8 +324,8 @@ def test_executed_flops_equal_counted_flops(raw):
 
 def test_executed_flops_learned_gates_counted_by_hooks():
     net = _calibrated(dataclasses.replace(get_preset("dynamic_a", **SMALL), num_layers=4), seed=6)
-    _randomize_gates(net, seed=6)
     x = _images(4, seed=7)
+    _randomize_gates(net, seed=6, x=x)
     counter = _Counter(net)
     try:
         _, aux = _run(net, x, "sparse")

@@ -121,6 +121,7 @@ class DynamicRoutingNet(nn.Module):
         eps = dict(eps_node=self.cfg.eps_node, eps_path=self.cfg.eps_path, strict=strict)
         forced = self._forced.get((layer, s))
         n_paths = len(node_paths(layer, s, self.cfg.num_layers))
+        dtype = self.sem_seg_head.predictor.weight.dtype    # model precision (an input may carry no tensor)
         live = edges[0].notdead.clone()
         for e in edges[1:]:
             live |= e.notdead
@@ -133,14 +134,14 @@ class DynamicRoutingNet(nn.Module):
             if live_idx.numel() == 0:
                 dead = Edge(None, None, live)
                 return {p: dead for p in node_paths(layer, s, self.cfg.num_layers)}, self._idle(live, n_paths)
-            x = _gather(edges, live, live_idx, shape)
+            x = _gather(edges, live, live_idx, shape, dtype)
             if node is None:
                 return self._pass_through(layer, s, Edge(x, live_idx, live)), self._idle(live, n_paths)
             if forced is not None and forced.dim() == 2 and live_idx.numel() < shape[0]:
                 forced = forced.index_select(0, live_idx)
             return node.forward_sparse(x, live, live_idx, forced=forced, **eps)
         vals = [e.value for e in edges if e.value is not None]
-        x = vals[0] if vals else torch.zeros(shape, device=live.device)
+        x = vals[0] if vals else torch.zeros(shape, dtype=dtype, device=live.device)
         for v in vals[1:]:
             x = x + v                                       # official order: (down + keep) + up
         if node is None:
@@ -214,7 +215,8 @@ class DynamicRoutingNet(nn.Module):
         return {"loss": ce + budget, "ce": ce, "budget": budget}
 
 
-def _gather(edges: list[Edge], live: torch.Tensor, live_idx: torch.Tensor, shape) -> torch.Tensor:
+def _gather(edges: list[Edge], live: torch.Tensor, live_idx: torch.Tensor, shape,
+            dtype: torch.dtype = torch.float32) -> torch.Tensor:
     """Sum the incoming edges into a tensor holding only the input-live rows (official order down, keep, up).
 
     An edge that covers exactly the live rows, in order, is added directly (no copy, the dense executor's
@@ -223,7 +225,7 @@ def _gather(edges: list[Edge], live: torch.Tensor, live_idx: torch.Tensor, shape
     k = live_idx.numel()
     vals = [e for e in edges if e.value is not None and e.value.shape[0]]
     if not vals:
-        return torch.zeros((k,) + tuple(shape[1:]), dtype=torch.float32, device=live.device)
+        return torch.zeros((k,) + tuple(shape[1:]), dtype=dtype, device=live.device)
     pos, x, owned = None, None, False
     for e in vals:
         if e.value.shape[0] == k and (e.idx is live_idx or torch.equal(e.idx, live_idx)):

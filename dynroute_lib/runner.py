@@ -1,0 +1,192 @@
+"""Run the numbered notebooks with papermill, in order, into ``results/<stem>/`` (handbook Sec. 2 "One runner").
+
+``python -m dynroute_lib.runner [--smoke] [--only NN ...] [--profile cpu|gpu] [-p NAME VALUE ...]``
+
+* Notebooks ``notebooks/NN_*.ipynb`` run in numeric order; ``--only 03 04`` picks some (by number or stem).
+* Every ``-p NAME VALUE`` is checked against the notebooks' ``parameters`` cells *before anything runs*: a
+  name no selected notebook declares is an error (papermill itself only warns), and so is a value that does not
+  parse as the declared type. A parameter goes to the notebooks that declare it.
+* ``--smoke`` sets ``SMOKE=True`` and ``DYNROUTE_SMOKE=1`` and writes to ``results/_smoke/`` (git-ignored)
+  unless ``--results-root`` says otherwise; smoke output never lands in ``results/<stem>/``.
+* Each executed copy is written to ``<results root>/<stem>/<stem>.ipynb``. The first failing notebook stops
+  the run; the notebook, the failing cell and the error are printed (exit status 1). A timing table closes.
+"""
+from __future__ import annotations
+
+import argparse
+import ast
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+
+from .paths import NOTEBOOKS_DIR, PROJ_ROOT
+
+TRUE, FALSE = {"true", "1", "yes", "y", "on"}, {"false", "0", "no", "n", "off"}
+
+
+class ParameterError(ValueError):
+    """An unknown parameter name or a value that does not fit the declared type."""
+
+
+def notebooks(only=None, root: Path = NOTEBOOKS_DIR) -> list[Path]:
+    """The numbered notebooks in order; ``only`` filters by number (``"03"``) or stem (``"03_tables"``)."""
+    nbs = sorted(root.glob("[0-9][0-9]_*.ipynb"))
+    if not only:
+        return nbs
+
+    def hit(nb: Path, o: str) -> bool:
+        return nb.stem == o or (o.isdigit() and nb.stem[:2] == o.zfill(2))
+
+    missing = [o for o in only if not any(hit(nb, o) for nb in nbs)]
+    if missing:
+        raise ParameterError(f"--only {' '.join(missing)}: no such notebook; have {[nb.stem for nb in nbs]}")
+    return [nb for nb in nbs if any(hit(nb, o) for o in only)]
+
+
+def declared(nb: Path) -> dict:
+    """``{name: inferred type name}`` of the notebook's ``parameters`` cell (papermill's inspector)."""
+    import papermill as pm
+    return {k: v.get("inferred_type_name", "None") for k, v in pm.inspect_notebook(str(nb)).items()}
+
+
+def coerce(name: str, value, type_name: str):
+    """Parse a CLI string as the declared type (``bool``, ``int``, ``float``, ``str``, ``list``, ``dict``)."""
+    if not isinstance(value, str):
+        return value
+    t = (type_name or "").split("[")[0].strip().lower()
+    try:
+        if t == "bool":
+            v = value.strip().lower()
+            if v not in TRUE | FALSE:
+                raise ValueError("expected true/false")
+            return v in TRUE
+        if t == "int":
+            return int(value)
+        if t == "float":
+            return float(value)
+        if t in ("list", "dict", "tuple"):
+            parsed = ast.literal_eval(value)
+            if type(parsed).__name__ != t and not (t == "list" and isinstance(parsed, tuple)):
+                raise ValueError(f"expected a {t} literal")
+            return list(parsed) if t == "list" else parsed
+        if t == "str":
+            return value
+        return ast.literal_eval(value) if value[:1] in "[{(\"'0123456789-" else value
+    except (ValueError, SyntaxError) as e:
+        raise ParameterError(f"-p {name} {value!r}: not a valid {t} ({e})") from None
+
+
+def resolve_params(nbs: list[Path], params: dict) -> dict[Path, dict]:
+    """Per notebook, the parameters it declares, coerced to their declared types; unknown names are errors."""
+    decl = {nb: declared(nb) for nb in nbs}
+    known = set().union(*decl.values()) if decl else set()
+    unknown = sorted(set(params) - known)
+    if unknown:
+        hint = {u: [k for k in known if k.lower() == u.lower()] for u in unknown}
+        hint = "; ".join(f"{u} -> did you mean {h[0]}?" for u, h in hint.items() if h)
+        raise ParameterError(f"unknown parameter(s) {unknown} for {[nb.stem for nb in nbs]}; "
+                             f"declared: {sorted(known)}" + (f" ({hint})" if hint else ""))
+    return {nb: {k: coerce(k, v, decl[nb][k]) for k, v in params.items() if k in decl[nb]} for nb in nbs}
+
+
+def run_notebook(nb: Path, results_root: Path, params: dict, *, timeout_s: int | None = None,
+                 log_output: bool = True) -> Path:
+    """Execute one notebook with papermill into ``<results_root>/<stem>/<stem>.ipynb``.
+
+    Raises:
+        ParameterError: A parameter the notebook does not declare.
+        papermill.PapermillExecutionError: A cell failed (the executed copy is still written).
+    """
+    import papermill as pm
+    nb = Path(nb).resolve()
+    params = resolve_params([nb], dict(params))[nb]
+    results_root = Path(results_root).resolve()
+    out = results_root / nb.stem / nb.name
+    out.parent.mkdir(parents=True, exist_ok=True)
+    os.environ["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(
+        [str(PROJ_ROOT), *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]))
+    if params.get("SMOKE"):
+        os.environ["DYNROUTE_SMOKE"] = "1"
+    pm.execute_notebook(str(nb), str(out), parameters={**params, "RESULTS_ROOT": str(results_root)},
+                        kernel_name="python3", cwd=str(nb.parent), log_output=log_output,
+                        progress_bar=False, execution_timeout=timeout_s)
+    return out
+
+
+def describe_failure(err, out: Path) -> str:
+    """``notebook, cell N (first line), ename: evalue`` for a PapermillExecutionError."""
+    import nbformat
+    cell = ""
+    try:
+        nb = nbformat.read(out, as_version=4)
+        src = nb.cells[err.cell_index].source.strip().splitlines()
+        cell = f" `{src[0][:80]}`" if src else ""
+    except Exception:  # noqa: BLE001 - the message stays useful without the source line
+        pass
+    return (f"FAILED {out.stem}.ipynb at cell {err.cell_index} (execution count {err.exec_count}){cell}: "
+            f"{err.ename}: {err.evalue}\n  executed copy: {out}")
+
+
+def _parse_args(argv):
+    ap = argparse.ArgumentParser(prog="python -m dynroute_lib.runner", description=__doc__.split("\n\n")[0])
+    ap.add_argument("--smoke", action="store_true", help="tiny CPU run on the embedded data (results/_smoke)")
+    ap.add_argument("--only", nargs="+", metavar="NN", help="notebook numbers or stems to run (default: all)")
+    ap.add_argument("--profile", choices=["cpu", "gpu", "cpu_long"], help="sets PROFILE in every notebook")
+    ap.add_argument("-p", "--param", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
+                    help="notebook parameter (repeatable); NAME must be declared by a selected notebook")
+    ap.add_argument("--results-root", help="output root (default results/, or results/_smoke with --smoke)")
+    ap.add_argument("--timeout", type=int, default=None, help="per-cell timeout in seconds (default none)")
+    ap.add_argument("--quiet", action="store_true", help="do not stream cell output")
+    ap.add_argument("--list", action="store_true", help="list notebooks and their parameters, run nothing")
+    return ap.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    from .session import resolve_results_root
+    a = _parse_args(argv)
+    params = {k: v for k, v in a.param}
+    if a.smoke:
+        params["SMOKE"] = "True"
+    if a.profile:
+        params["PROFILE"] = a.profile
+    try:
+        nbs = notebooks(a.only)
+        if a.list:
+            for nb in nbs:
+                print(f"{nb.stem}: " + ", ".join(f"{k}: {t}" for k, t in declared(nb).items()))
+            return 0
+        per_nb = resolve_params(nbs, params)
+        for p in per_nb.values():
+            p.pop("RESULTS_ROOT", None)
+    except ParameterError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    if not a.quiet:     # papermill streams cell output through its logger at INFO level
+        logging.basicConfig(level=logging.INFO, format="%(message)s")
+    root = resolve_results_root(a.results_root or params.pop("RESULTS_ROOT", ""), a.smoke)
+    timings, status = [], 0
+    for nb in nbs:
+        t0 = time.perf_counter()
+        print(f"==> {nb.stem} {per_nb[nb]} -> {root / nb.stem}", flush=True)
+        try:
+            run_notebook(nb, root, per_nb[nb], timeout_s=a.timeout, log_output=not a.quiet)
+            timings.append((nb.stem, "ok", time.perf_counter() - t0))
+        except Exception as e:  # noqa: BLE001 - report which notebook and cell failed, then stop
+            timings.append((nb.stem, "FAILED", time.perf_counter() - t0))
+            out = root / nb.stem / nb.name
+            msg = describe_failure(e, out) if hasattr(e, "cell_index") else f"FAILED {nb.name}: {type(e).__name__}: {e}"
+            print(msg, file=sys.stderr)
+            status = 1
+            break
+    total = sum(t for *_, t in timings)
+    print("\nnotebook                   status   wall_s")
+    for stem, st, t in timings:
+        print(f"{stem:<26} {st:<8} {t:7.1f}")
+    print(f"{'total':<26} {'':<8} {total:7.1f}   (results: {root})")
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())
