@@ -24,11 +24,11 @@ from .config import ModelConfig, get_preset
 from .data import denormalize, normalize, pad_to_multiple
 from .inspect_view import render_inspection, render_records_grid
 from .model import build_model
-from .paths import CHECKPOINTS_DIR, RESULTS_DIR, SMOKE_RESULTS_DIR
+from .paths import CHECKPOINTS_DIR, PROJ_ROOT, RESULTS_DIR, SMOKE_RESULTS_DIR
 from .route_plot import scale_activity
 
-__all__ = ["available_sources", "collect_records", "current_source", "flops_summary", "image_record", "load_model_for_inspection",
-           "load_source", "make_inspector", "render_inspection", "render_records_grid", "run_settings"]
+__all__ = ["available_sources", "collect_records", "current_source", "flops_summary", "image_record",
+           "load_model_for_inspection", "load_source", "make_inspector", "render_inspection", "render_records_grid", "run_settings"]
 _CACHE: dict[tuple, dict] = {}
 SMOKE_CHANNELS = 8          # reduced width of smoke models
 SMOKE_IMAGES = 4            # images inspected in smoke runs
@@ -105,12 +105,14 @@ def load_model_for_inspection(ckpt_path: str | Path | None = None, preset: str |
 
 
 def available_sources(preset: str = "dynamic_raw_l16", extra_presets=("dynamic_raw_l16", "dynamic_a", "fix_l16"),
-                      checkpoint: str = "") -> list[tuple[str, str]]:
-    """Dropdown choices ``(label, value)``: ``"ckpt:<path>"`` for checkpoints found, ``"preset:<name>"`` else."""
+                      checkpoint: str = "", max_found: int = 20) -> list[tuple[str, str]]:
+    """Dropdown choices ``(label, value)``: ``"ckpt:<path>"`` for ``checkpoint`` and the checkpoints found under
+    ``checkpoints/``, ``results/02_train/`` and ``runs/`` (at most ``max_found``), then ``"preset:<name>"`` for
+    untrained presets."""
     found = [Path(checkpoint).expanduser()] if checkpoint else []
-    for root in (CHECKPOINTS_DIR, RESULTS_DIR / "02_train"):
+    for root in (CHECKPOINTS_DIR, RESULTS_DIR / "02_train", PROJ_ROOT / "runs"):
         found += sorted(p for ext in ("*.pt", "*.pth") for p in root.rglob(ext)) if root.is_dir() else []
-    out = [(f"checkpoint: {p.name}", f"ckpt:{p}") for p in dict.fromkeys(found)]
+    out = [(f"checkpoint: {p.parent.name}/{p.name}", f"ckpt:{p}") for p in list(dict.fromkeys(found))[:max_found]]
     names = dict.fromkeys([preset, *extra_presets])
     return out + [(f"untrained: {n}", f"preset:{n}") for n in names]
 

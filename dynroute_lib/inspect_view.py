@@ -55,7 +55,8 @@ def _draw_flops(ax, record: dict, stats: dict | None, kind: str) -> None:
     lo, hi = (min(v, stats["min"]), max(v, stats["max"])) if stats else (v, v)
     pad = 0.15 * (hi - lo) if hi > lo else 0.05 * abs(v) + 1e-9
     if stats:
-        ax.plot([0, 0], [stats["min"], stats["max"]], color="0.6", lw=6, solid_capstyle="butt", label="data set min-max")
+        ax.plot([0, 0], [stats["min"], stats["max"]], color="0.6", lw=6, solid_capstyle="butt",
+                label="data set min-max")
         ax.plot([-0.25, 0.25], [stats["mean"]] * 2, color="0.2", lw=2, label=f"mean {stats['mean']:.3g}")
     ax.plot([0], [v], "o", color="#c0392b", ms=8, label=f"this image {v:.3g}")
     ax.set_xlim(-1, 1)

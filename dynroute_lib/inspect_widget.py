@@ -82,21 +82,25 @@ class Inspector:
 
     # ---- drawing ---------------------------------------------------------------------------------------
     def refresh(self) -> None:
-        """Redraw the message line and the figure for the current settings."""
-        text = f"<b>{html.escape(self.banner)}</b>" if self.banner else ""
-        if self.pinned is not None:
-            text += f"<br>pinned: {html.escape(str(self.pinned.get('source')))} / {html.escape(self.pinned['name'])}"
-        if self.error:
-            text += f"<br><span style='color:#b00020'>&#9888; {html.escape(self.error)}</span>"
-        self.message.value = text
-        fig = render_inspection(self.current, info=self.info, flops_stats=flops_summary(self.records, self.flops_kind.value),
-                                show_gt=self.show_gt.value, threshold=self.threshold.value,
-                                flops_kind=self.flops_kind.value, compare=self.pinned)
+        """Redraw the figure, then the message line (so a test seeing the message also sees the figure)."""
+        rec, kind = self.current, self.flops_kind.value
+        fig = render_inspection(rec, info=self.info, flops_stats=flops_summary(self.records, kind),
+                                show_gt=self.show_gt.value, threshold=self.threshold.value, flops_kind=kind,
+                                compare=self.pinned)
         png = base64.b64encode(fig_to_png(fig)).decode("ascii")
-        # Replacing the Output's outputs in one state update is clear_output(wait=True) + display without
-        # `with out:` capture, whose nbclient mimic intermittently stalled headless (papermill) runs.
+        # One state update replacing the Output's content = clear_output(wait=True) + display, minus the
+        # `with out:` capture that stalls headless (papermill) runs (see the module docstring).
         self.out.outputs = ({"output_type": "display_data", "metadata": {},
                              "data": {"image/png": png, "text/plain": "<route inspector figure>"}},)
+        what = f"image #{rec['index']} {rec['name']}" if rec["index"] >= 0 else f"uploaded {rec['name']}"
+        lines = [f"<b>{html.escape(self.banner)}</b>"] if self.banner else []
+        lines.append(f"showing {html.escape(what)}: {rec['real_gflops']:.4g} GFLOPs official, "
+                     f"{rec['exec_gflops']:.4g} executed")
+        if self.pinned is not None:
+            lines.append(f"pinned: {html.escape(str(self.pinned.get('source')))} / {html.escape(self.pinned['name'])}")
+        if self.error:
+            lines.append(f"<span style='color:#b00020'>&#9888; {html.escape(self.error)}</span>")
+        self.message.value = "<br>".join(lines)
 
     def _fail(self, err: Exception) -> None:
         self.error = str(err)

@@ -4,8 +4,9 @@ The space is drawn as a layer (x) by scale (y) grid, 1/4 at the top and 1/32 at 
 is column ``-1`` and the decoder ("head") the column after the last layer. Every output path of every node
 is a line: keep is horizontal, up and down are diagonals to the neighbouring scale of the next layer. Open
 paths are coloured by kind with width and opacity following the gate value; closed paths (gate at most
-``threshold``) are faint dotted grey, and the keep path of a skipped node is thin and dashed (pass-through). Nodes are filled when computed, hollow when skipped (every gate
-closed: the input passes through on keep, Eq. 5/6) and crossed when input-dead (nothing reaches them).
+``threshold``) are faint dotted grey, and the keep path of a skipped node is thin and dashed (pass-through).
+Nodes are filled when computed, hollow when skipped (every gate closed: the input passes through on keep,
+Eq. 5/6) and crossed when input-dead (nothing reaches them).
 
 ``draw_route_grid`` takes per-image soft gates or a 0/1 route mask (Table 1 route figures) alike.
 ``scale_activity`` summarises the same data per scale for the inspector.

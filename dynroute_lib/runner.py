@@ -46,9 +46,30 @@ def notebooks(only=None, root: Path = NOTEBOOKS_DIR) -> list[Path]:
 
 
 def declared(nb: Path) -> dict:
-    """``{name: inferred type name}`` of the notebook's ``parameters`` cell (papermill's inspector)."""
-    import papermill as pm
-    return {k: v.get("inferred_type_name", "None") for k, v in pm.inspect_notebook(str(nb)).items()}
+    """``{name: type name}`` of the notebook's ``parameters`` cell.
+
+    Read from the cell's syntax tree (annotation, or the literal's type), not from papermill's line regex,
+    which skips any line holding a second ``=`` (e.g. in its comment) with only a warning.
+    """
+    import nbformat
+    book = nbformat.read(str(nb), as_version=4)
+    cells = [c for c in book.cells if "parameters" in c.metadata.get("tags", [])]
+    out = {}
+    for stmt in ast.parse(cells[0].source).body if cells else []:
+        if isinstance(stmt, ast.AnnAssign) and isinstance(stmt.target, ast.Name):
+            out[stmt.target.id] = ast.unparse(stmt.annotation)
+        elif isinstance(stmt, ast.Assign):
+            for t in stmt.targets:
+                if isinstance(t, ast.Name):
+                    out[t.id] = type(_literal(stmt.value)).__name__
+    return out
+
+
+def _literal(node):
+    try:
+        return ast.literal_eval(node)
+    except ValueError:
+        return None
 
 
 def coerce(name: str, value, type_name: str):

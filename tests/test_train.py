@@ -97,3 +97,16 @@ def test_ddp_two_cpu_processes_stay_identical(tmp_path):
         assert torch.equal(r0[k], r1[k]), k
     log = json.loads((tmp_path / "run" / "ranks.json").read_text())
     assert log["world"] == 2
+
+
+def test_flip_and_multiscale_evaluation(tmp_path):
+    m, t = _cfgs(iters=1)
+    train(m, t, tmp_path, progress_bar=False)
+    single = evaluate_checkpoint(tmp_path / "model_final.pt", data="synthetic", limit=1, device="cpu",
+                                 true_macs=False)
+    tta = evaluate_checkpoint(tmp_path / "model_final.pt", data="synthetic", limit=1, device="cpu",
+                              scales=(0.5, 1.0), flip=True, true_macs=False)
+    assert tta["scales"] == [0.5, 1.0] and tta["flip"]
+    # four passes (2 scales x 2 flips): more FLOPs than one pass, less than four full-size passes
+    assert single["mean_real_gflops"] < tta["mean_real_gflops"] < 4 * single["mean_real_gflops"]
+    assert 0 <= tta["miou_pct"] <= 100

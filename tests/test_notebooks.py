@@ -1,0 +1,164 @@
+"""Papermill smoke runs of every numbered notebook (handbook Sec. 3, layer 2; marker ``notebooks``, minutes).
+
+All notebooks run in numeric order with ``SMOKE=True`` through the runner's own ``run_notebook`` into one
+shared temporary results root (later notebooks read earlier results). The assertions are on the files each
+notebook wrote (columns, row counts, value ranges), never on cell outputs; tolerances are wide because a smoke
+run checks plumbing and schema, not accuracy.
+"""
+from __future__ import annotations
+
+import json
+import math
+import re
+import time
+
+import pandas as pd
+import pytest
+
+from dynroute_lib import runner
+from dynroute_lib.data import DATASETS
+from dynroute_lib.paths import NOTEBOOKS_DIR
+
+pytestmark = pytest.mark.notebooks
+NOTEBOOKS = sorted(NOTEBOOKS_DIR.glob("[0-9][0-9]_*.ipynb"))
+TIMINGS: dict[str, float] = {}
+SYN = DATASETS["synthetic"]
+
+
+@pytest.fixture(scope="module")
+def smoke_root(tmp_path_factory):
+    root = tmp_path_factory.mktemp("results")
+    yield root
+    if TIMINGS:
+        print("\nsmoke timings (s): " + ", ".join(f"{k} {v:.1f}" for k, v in TIMINGS.items()) +
+              f"; total {sum(TIMINGS.values()):.1f}")
+
+
+def _csv(out, name, columns=(), rows=None) -> pd.DataFrame:
+    df = pd.read_csv(out / name)
+    assert set(columns) <= set(df.columns), f"{name}: missing columns {sorted(set(columns) - set(df.columns))}"
+    if rows is not None:
+        assert len(df) == rows, f"{name}: {len(df)} rows, expected {rows}"
+    assert len(df), f"{name} is empty"
+    return df
+
+
+def _between(s: pd.Series, lo: float, hi: float, name: str) -> None:
+    s = s.dropna()
+    assert len(s) and s.between(lo, hi).all(), f"{name} outside [{lo}, {hi}]: {s.tolist()[:8]}"
+
+
+def check_00(out):
+    summary = _csv(out, "data_summary.csv", ["data", "split", "num_images", "image_hw", "num_classes"], rows=2)
+    assert (summary["data"] == "synthetic").all() and (summary["num_images"] > 0).all()
+    freq = _csv(out, "class_frequency.csv", ["class", "pixels_pct", "images_with_class_pct"], rows=SYN.num_classes)
+    assert abs(freq["pixels_pct"].sum() - 100) < 0.1
+    _between(freq["images_with_class_pct"], 0, 100, "images_with_class_pct")
+    sizes = _csv(out, "object_sizes_by_class.csv", ["class", "num_regions", "area_p50_pct", "area_max_pct"])
+    _between(sizes["area_p50_pct"], 0, 100, "area_p50_pct")
+    hist = _csv(out, "object_size_hist.csv", ["class", "log10_area_frac_lo", "log10_area_frac_hi", "count"])
+    assert (hist["log10_area_frac_hi"] <= 0).all() and (hist["count"] >= 0).all()
+    return ["samples.png", "class_frequency.png", "object_sizes.png"]
+
+
+def check_01(out):
+    from dynroute_lib.config import PRESETS
+    n = sum(cfg.arch == "dynamic" for cfg in PRESETS.values())
+    df = _csv(out, "flops_vs_paper.csv", ["preset", "paper_params_m", "ours_params_m", "paper_gflops",
+                                          "ours_gflops_official", "ours_gmacs_true", "gflops_gap_pct"], rows=n)
+    assert (df["ours_params_m"] > 0).all() and (df["ours_gflops_official"] > 0).all()
+    raw = df.set_index("preset").loc["dynamic_raw_l16"]
+    assert abs(raw["gflops_gap_pct"]) < 5 and abs(raw["params_gap_pct"]) < 5, "Layer16 must match the paper"
+    assert not math.isnan(raw["ours_gmacs_true"])
+    return ["routing_space.png", "flops_vs_paper.png"]
+
+
+def check_02(out):
+    log = _csv(out, "train_log.csv", ["step", "loss", "ce_loss", "budget_loss", "lr", "expected_cost_ratio"])
+    assert log["step"].is_monotonic_increasing and len(log) >= 2
+    _between(log["expected_cost_ratio"], 0, 1.0001, "expected_cost_ratio")
+    m = _csv(out, "metrics.csv", ["preset", "config_hash", "miou_pct", "gflops_mean", "gflops_max", "gflops_min",
+                                  "resolution", "iters", "device"], rows=1).iloc[0]
+    assert 0 <= m["miou_pct"] <= 100 and m["gflops_min"] <= m["gflops_mean"] <= m["gflops_max"]
+    _csv(out, "per_class_iou.csv", ["class", "iou_pct"], rows=SYN.num_classes)
+    return ["train_curves.png"]
+
+
+TABLE_COLS = ["preset", "paper_miou_pct", "ours_miou_pct", "paper_gflops", "ours_gflops_mean", "ours_gflops_max",
+              "ours_gflops_min", "paper_params_m", "ours_params_m", "ours_gflops_1024x2048_allopen", "data",
+              "resolution", "iters", "device"]
+
+
+def check_03(out):
+    from dynroute_lib.tables import FIG5_MODELS, PAPER, TABLES
+    for name, rows in TABLES.items():
+        df = _csv(out, f"{name}.csv", TABLE_COLS, rows=len(rows))
+        assert df["preset"].tolist() == [p for p, _, _ in rows]
+        assert df["paper_miou_pct"].tolist() == [PAPER[p][0] for p, _, _ in rows]
+        _between(df["ours_miou_pct"], 0, 100, f"{name} ours_miou_pct")
+        assert df["ours_miou_pct"].notna().all(), f"{name}: every row is trained in smoke"
+        assert (df["ours_gflops_min"] <= df["ours_gflops_mean"] + 1e-9).all()
+        assert (df["ours_gflops_mean"] <= df["ours_gflops_max"] + 1e-9).all()
+        assert (df["data"] == "synthetic").all() and (df["iters"] > 0).all()
+    t4 = pd.read_csv(out / "table_4.csv").set_index("preset")
+    assert t4.loc["dynamic_raw_l16", "ours_cost_vs_raw_pct"] == pytest.approx(100)
+    runs = _csv(out, "runs.csv", ["preset", "trained_as", "config_hash", "miou_pct"])
+    alias = runs.set_index("preset")["trained_as"]
+    assert alias["cell_sep2"] == alias["act_relu_tanh"] == "dynamic_raw_l16", "aliases share one model"
+    per_image = _csv(out, "per_image_gflops.csv", ["model", "image", "real_gflops"])
+    assert set(FIG5_MODELS) <= set(per_image["model"])
+    for m in FIG5_MODELS:
+        assert (out / "route_records" / f"{m}.npz").is_file()
+    for c in ("common_a", "common_b", "common_c"):
+        assert json.loads((out / "common_routes" / f"{c}.json").read_text())["num_layers"] == 16
+    return ["table_1_miou_vs_gflops.png"]
+
+
+def check_04(out):
+    act = _csv(out, "route_activation.csv", ["model", "node", "layer", "scale", "path", "activation_prob",
+                                             "mean_gate"])
+    assert act["model"].nunique() == 4
+    _between(act["activation_prob"], 0, 1, "activation_prob")
+    _between(act["mean_gate"], 0, 1, "mean_gate")
+    _csv(out, "activation_summary.csv", ["model", "paths", "open_majority_pct"], rows=4)
+    fl = _csv(out, "flops_distribution.csv", ["model", "gflops_mean", "gflops_max", "gflops_min",
+                                              "max_min_gap_pct"], rows=4)
+    assert (fl["gflops_min"] <= fl["gflops_max"]).all()
+    return ["route_activation.png", "route_activation_grids.png", "flops_distribution.png"]
+
+
+def check_05(out):
+    _csv(out, "per_image_gflops.csv", ["real_gflops"])
+    return ["inspector_grid.png"]
+
+
+def check_06(out):
+    from dynroute_lib.tables import BENCH_COLUMNS
+    df = _csv(out, "sparse_speed.csv", BENCH_COLUMNS)
+    assert (df.filter(like="_ms").dropna(how="all", axis=1) > 0).all().all()
+    return ["sparse_speed.png"]
+
+
+CHECKS = {"00": check_00, "01": check_01, "02": check_02, "03": check_03, "04": check_04, "05": check_05,
+          "06": check_06}
+
+
+@pytest.mark.parametrize("nb", NOTEBOOKS, ids=lambda p: p.stem)
+def test_notebook_smoke(nb, smoke_root):
+    t0 = time.perf_counter()
+    runner.run_notebook(nb, smoke_root, {"SMOKE": True}, timeout_s=600, log_output=False)
+    TIMINGS[nb.stem] = time.perf_counter() - t0
+    out = smoke_root / nb.stem
+    assert (out / nb.name).is_file(), "executed copy missing"
+    run = json.loads((out / "run.json").read_text())
+    assert run["smoke"] is True and run["wall_s"] > 0
+    if "parameters" in run:        # the run.json parameters are exactly the declared ones
+        assert set(run["parameters"]) == set(runner.declared(nb)), sorted(run["parameters"])
+    for f in run.get("files", []):
+        assert (out / f).is_file(), f"run.json lists {f}, not written"
+    for csv in out.glob("*.csv"):
+        cols = pd.read_csv(csv, nrows=0).columns
+        assert all(re.fullmatch(r"[a-z0-9_]+", c) for c in cols), f"{csv.name}: snake_case columns {list(cols)}"
+    check = CHECKS.get(nb.stem[:2])
+    for png in (check(out) if check else []):
+        assert (out / png).stat().st_size > 1000, f"{png} missing or empty"
