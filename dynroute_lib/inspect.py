@@ -28,7 +28,8 @@ from .paths import CHECKPOINTS_DIR, PROJ_ROOT, RESULTS_DIR, SMOKE_RESULTS_DIR
 from .route_plot import scale_activity
 
 __all__ = ["available_sources", "collect_records", "current_source", "flops_summary", "image_record",
-           "load_model_for_inspection", "load_source", "make_inspector", "render_inspection", "render_records_grid", "run_settings"]
+           "load_model_for_inspection", "load_source", "make_inspector", "render_inspection", "render_records_grid",
+           "run_settings"]
 _CACHE: dict[tuple, dict] = {}
 SMOKE_CHANNELS = 8          # reduced width of smoke models
 SMOKE_IMAGES = 4            # images inspected in smoke runs

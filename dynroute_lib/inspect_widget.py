@@ -53,9 +53,9 @@ class Inspector:
         self.threshold = W.FloatLogSlider(value=1e-4, base=10, min=-4, max=-0.3, step=0.1, description="active >",
                                           readout_format=".1e", continuous_update=False)
         self.flops_kind = W.ToggleButtons(options=["official", "executed"], value="official", description="FLOPs")
-        self.pin = W.Button(description="pin for comparison", icon="thumbtack")
+        self.pin = W.Button(description="pin for comparison", icon="thumbtack", layout=W.Layout(width="180px"))
         self.message = W.HTML()
-        self.out = W.Output(layout=W.Layout(width="100%", height="560px", overflow="auto", border="1px solid #ddd"))
+        self.out = W.Output(layout=W.Layout(width="100%", height="520px", overflow="auto", border="1px solid #ddd"))
         self.box = W.VBox([W.HBox([self.slider, self.source]), W.HBox([self.threshold, self.flops_kind]),
                            W.HBox([self.show_gt, self.pin, self.upload]), self.message, self.out])
         self.slider.observe(self._on_slider, names="value")
@@ -129,6 +129,7 @@ class Inspector:
         if not change["new"]:
             return
         item = change["new"][-1]
+        self.upload.value = ()                  # cleared, so the same file can be chosen again
         try:
             if self.model is None:
                 raise ValueError("no model was given to the inspector, so uploads cannot be inspected")

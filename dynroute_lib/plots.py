@@ -174,18 +174,23 @@ def flops_distribution(per_image: pd.DataFrame) -> Figure:
 
 
 # ---- 06 sparse speed -----------------------------------------------------------------------------------------
-def bench_bars(df: pd.DataFrame, x: str, y: str, hue: str | None = None, ylabel: str = "") -> Figure:
-    """Grouped bars of a benchmark table (``x`` categories, ``hue`` series)."""
-    fig, ax = _fig(1, 1, size=(7.0, 3.6))
-    groups = list(dict.fromkeys(df[hue])) if hue else [None]
-    cats = list(dict.fromkeys(df[x]))
-    w = 0.8 / len(groups)
-    for i, g in enumerate(groups):
-        d = df if g is None else df[df[hue] == g]
-        vals = [d.loc[d[x] == c, y].mean() for c in cats]
-        ax[0, 0].bar(np.arange(len(cats)) + (i - (len(groups) - 1) / 2) * w, vals, w, label=g)
-    ax[0, 0].set_xticks(range(len(cats)), [str(c) for c in cats], rotation=30, ha="right", fontsize=8)
-    ax[0, 0].set(ylabel=ylabel or y)
-    if hue:
-        ax[0, 0].legend(fontsize=7)
+def sparse_speed(df: pd.DataFrame) -> Figure:
+    """Left: dense vs sparse wall time per case and batch. Right: time ratio vs FLOPs ratio (y = x: time saved
+    exactly in proportion to FLOPs; dotted: the goal time_over_flops of each batch size)."""
+    fig, ax = _fig(1, 2, size=(10.0, 3.8))
+    labels = [f"b{b} {c}" for b, c in zip(df["batch"], df["case"])]
+    x = np.arange(len(df))
+    ax[0, 0].bar(x - 0.2, df["dense_ms"], 0.4, label="dense")
+    ax[0, 0].bar(x + 0.2, df["sparse_ms"], 0.4, label="sparse")
+    ax[0, 0].set_xticks(x, labels, rotation=30, ha="right", fontsize=8)
+    ax[0, 0].set(ylabel="median wall time (ms)", yscale="log")
+    ax[0, 0].legend(fontsize=7)
+    for b, d in df.groupby("batch"):
+        ax[0, 1].scatter(d["flops_ratio"], d["time_ratio"], label=f"batch {b}")
+        if "goal" in d:
+            ax[0, 1].plot([0, 1], [0, float(d["goal"].iloc[0])], ":", lw=0.8)
+    ax[0, 1].plot([0, 1], [0, 1], "k--", lw=0.8)
+    ax[0, 1].set(xlabel="FLOPs ratio (sparse / dense)", ylabel="time ratio (sparse / dense)", xlim=(0, 1.05),
+                 ylim=(0, max(1.05, float(df["time_ratio"].max()) * 1.05)))
+    ax[0, 1].legend(fontsize=7)
     return fig

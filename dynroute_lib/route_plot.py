@@ -97,10 +97,10 @@ def scale_activity(gates, num_layers: int, *, threshold: float = 1e-4,
 def _legend_handles() -> list:
     h = [Line2D([], [], color=c, lw=2.2, label=p) for p, c in PATH_COLORS.items()]
     h.append(Line2D([], [], label="closed", **{k: v for k, v in CLOSED_STYLE.items() if k != "zorder"}))
-    h.append(Line2D([], [], label="pass-through", **{k: v for k, v in PASS_STYLE.items() if k != "zorder"}))
-    h.append(Line2D([], [], ls="", marker="o", ms=5, mfc="#222222", mec="#222222", label="computed"))
-    h.append(Line2D([], [], ls="", marker="o", ms=5, mfc="white", mec="#222222", label="skipped (pass-through)"))
-    h.append(Line2D([], [], ls="", marker="x", ms=5, color="0.5", label="input-dead"))
+    h.append(Line2D([], [], label="pass-through (keep)", **{k: v for k, v in PASS_STYLE.items() if k != "zorder"}))
+    h.append(Line2D([], [], ls="", marker="o", ms=5, mfc="#222222", mec="#222222", label="computed node"))
+    h.append(Line2D([], [], ls="", marker="o", ms=5, mfc="white", mec="#222222", label="skipped node"))
+    h.append(Line2D([], [], ls="", marker="x", ms=5, color="0.5", label="input-dead node"))
     return h
 
 

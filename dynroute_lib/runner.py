@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import contextlib
 import logging
 import os
 import sys
@@ -30,9 +31,9 @@ class ParameterError(ValueError):
     """An unknown parameter name or a value that does not fit the declared type."""
 
 
-def notebooks(only=None, root: Path = NOTEBOOKS_DIR) -> list[Path]:
+def notebooks(only=None, root: Path | None = None) -> list[Path]:
     """The numbered notebooks in order; ``only`` filters by number (``"03"``) or stem (``"03_tables"``)."""
-    nbs = sorted(root.glob("[0-9][0-9]_*.ipynb"))
+    nbs = sorted((root or NOTEBOOKS_DIR).glob("[0-9][0-9]_*.ipynb"))
     if not only:
         return nbs
 
@@ -126,28 +127,44 @@ def run_notebook(nb: Path, results_root: Path, params: dict, *, timeout_s: int |
     results_root = Path(results_root).resolve()
     out = results_root / nb.stem / nb.name
     out.parent.mkdir(parents=True, exist_ok=True)
-    os.environ["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(
-        [str(PROJ_ROOT), *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]))
+    env = {"PYTHONPATH": os.pathsep.join(dict.fromkeys(
+        [str(PROJ_ROOT), *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]))}
     if params.get("SMOKE"):
-        os.environ["DYNROUTE_SMOKE"] = "1"
-    pm.execute_notebook(str(nb), str(out), parameters={**params, "RESULTS_ROOT": str(results_root)},
-                        kernel_name="python3", cwd=str(nb.parent), log_output=log_output,
-                        progress_bar=False, execution_timeout=timeout_s)
+        env["DYNROUTE_SMOKE"] = "1"
+    with _environ(env):                    # the kernel inherits it; the caller's environment is restored
+        pm.execute_notebook(str(nb), str(out), parameters={**params, "RESULTS_ROOT": str(results_root)},
+                            kernel_name="python3", cwd=str(nb.parent), log_output=log_output,
+                            progress_bar=False, execution_timeout=timeout_s)
     return out
 
 
+@contextlib.contextmanager
+def _environ(values: dict):
+    saved = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
 def describe_failure(err, out: Path) -> str:
-    """``notebook, cell N (first line), ename: evalue`` for a PapermillExecutionError."""
+    """``notebook, cell (first line), ename: evalue`` for a PapermillExecutionError."""
     import nbformat
     cell = ""
     try:
-        nb = nbformat.read(out, as_version=4)
-        src = nb.cells[err.cell_index].source.strip().splitlines()
+        nb = nbformat.read(out, as_version=4)       # papermill adds an error banner cell: match by exec count
+        hit = [c for c in nb.cells if c.cell_type == "code" and c.get("execution_count") == err.exec_count]
+        src = hit[0].source.strip().splitlines() if hit else []
         cell = f" `{src[0][:80]}`" if src else ""
     except Exception:  # noqa: BLE001 - the message stays useful without the source line
         pass
-    return (f"FAILED {out.stem}.ipynb at cell {err.cell_index} (execution count {err.exec_count}){cell}: "
-            f"{err.ename}: {err.evalue}\n  executed copy: {out}")
+    return (f"FAILED {out.stem}.ipynb at cell In [{err.exec_count}]{cell}: {err.ename}: {err.evalue}\n"
+            f"  executed copy (error highlighted): {out}")
 
 
 def _parse_args(argv):

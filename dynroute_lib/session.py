@@ -26,7 +26,7 @@ from typing import Any, Mapping
 from . import io
 from .paths import CHECKPOINTS_DIR, RESULTS_DIR, SMOKE_RESULTS_DIR
 
-PARAM_TYPES = (bool, int, float, str, list, dict, tuple, type(None))
+PARAM_TYPES = (bool, int, float, str, type(None))
 
 
 def smoke_forced() -> bool:
@@ -145,8 +145,15 @@ class Ctx:
 
 def notebook_parameters(namespace: Mapping[str, Any]) -> dict:
     """The notebook's parameters: UPPER_CASE names bound to plain literals (bool/int/float/str/list/dict)."""
-    return {k: v for k, v in namespace.items()
-            if k.isupper() and not k.startswith("_") and isinstance(v, PARAM_TYPES)}
+    return {k: v for k, v in namespace.items() if k.isupper() and not k.startswith("_") and _is_literal(v)}
+
+
+def _is_literal(v: Any) -> bool:
+    if isinstance(v, (list, tuple)):
+        return all(_is_literal(x) for x in v)
+    if isinstance(v, dict):
+        return all(isinstance(k, str) and _is_literal(x) for k, x in v.items())
+    return isinstance(v, PARAM_TYPES)
 
 
 def _display_png(path: Path) -> None:

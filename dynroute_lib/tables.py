@@ -73,6 +73,7 @@ TRAIN_ORDER = ["dynamic_raw_l16", "dynamic_a", "dynamic_b", "dynamic_c", "fix_l1
                "common_a", "common_b", "common_c", "cell_mbconv", "cell_bottleneck"]
 FIG5_MODELS = ["dynamic_raw_l16", "dynamic_a", "dynamic_b", "dynamic_c"]
 KEEP_RATIO = 0.95
+TRUE_MACS_IMAGES = 8          # true MACs (FlopCounterMode) are counted on the first N val images only
 
 
 # ---- distinct models -------------------------------------------------------------------------------------------
@@ -151,7 +152,8 @@ def evaluate_run(run_dir: Path, ctx: Ctx) -> dict:
     head = _header(run_dir / "model_final.pt") or {}
     tc = head.get("train_config") or {}
     key = {"config_hash": head.get("config_hash"), "step": head.get("step"), "data": tc.get("data"),
-           "data_root": tc.get("data_root"), "resize_hw": tc.get("resize_hw"), "limit": tc.get("eval_limit")}
+           "data_root": tc.get("data_root"), "resize_hw": tc.get("resize_hw"), "limit": tc.get("eval_limit"),
+           "true_macs_images": TRUE_MACS_IMAGES}
     cache = run_dir / "eval.json"
     if cache.is_file():
         res = json.loads(cache.read_text())
@@ -160,10 +162,15 @@ def evaluate_run(run_dir: Path, ctx: Ctx) -> dict:
     mcfg, _ = load_configs(run_dir)
     ds = build_dataset(tc["data"], tc["data_root"] or None, "val", train=False, normalization=mcfg.normalization,
                        resize_hw=tuple(tc["resize_hw"]) if tc.get("resize_hw") else None)
+    kw = dict(data=tc["data"], data_root=tc["data_root"] or None, split="val", resize_hw=tc.get("resize_hw"),
+              device=ctx.device)
     with io.Timer() as t:
-        res = evaluate_checkpoint(run_dir / "model_final.pt", data=tc["data"], data_root=tc["data_root"] or None,
-                                  split="val", resize_hw=tc.get("resize_hw"), limit=tc.get("eval_limit"),
-                                  device=ctx.device, records_dir=run_dir / "eval")
+        res = evaluate_checkpoint(run_dir / "model_final.pt", limit=tc.get("eval_limit"), true_macs=False,
+                                  records_dir=run_dir / "eval", **kw)
+        n = min(TRUE_MACS_IMAGES, res["num_images"])     # FlopCounterMode costs ~6x a forward: a subset
+        sub = evaluate_checkpoint(run_dir / "model_final.pt", limit=n, true_macs=True, **kw)
+    res.update({k: sub[k] for k in ("mean_true_gmacs", "max_true_gmacs", "min_true_gmacs")},
+               true_macs_images=n, true_macs_subset_mean_real_gflops=sub["mean_real_gflops"])
     res.update(cache_key=key, eval_wall_s=t.wall_s, input_hw=list(ds[0][0].shape[-2:]))
     io.save_json(cache, res)
     return json.loads(cache.read_text())
@@ -260,7 +267,7 @@ def build_table(name: str, runs: pd.DataFrame, scale: dict) -> pd.DataFrame:
     out = []
     for preset, label, extra in TABLES[name]:
         p = dict(zip(("miou", "gflops", "gflops_max", "gflops_min", "params"), PAPER[preset]))
-        o = by.loc[preset].to_dict() if preset in by.index else {}
+        o = {k: v for k, v in (by.loc[preset].to_dict() if preset in by.index else {}).items() if not _missing(v)}
         g = lambda k: _num(o.get(k))  # noqa: E731
         row = {"preset": preset, "method": label, **extra,
                "paper_miou_pct": p["miou"], "ours_miou_pct": g("miou_pct"),
@@ -286,6 +293,10 @@ def build_table(name: str, runs: pd.DataFrame, scale: dict) -> pd.DataFrame:
 
 def build_tables(runs: pd.DataFrame, scale: dict) -> dict[str, pd.DataFrame]:
     return {name: build_table(name, runs, scale) for name in TABLES}
+
+
+def _missing(v) -> bool:
+    return v is None or (isinstance(v, float) and np.isnan(v))
 
 
 def _num(v) -> float:
@@ -566,3 +577,43 @@ def per_class_iou(ev: dict) -> pd.DataFrame:
     """Per-class IoU (%) of an evaluation result."""
     d = ev["per_class_iou_pct"]
     return pd.DataFrame({"class": list(d), "iou_pct": [_num(v) for v in d.values()]})
+
+
+# ---- 06: sparse-inference benchmark ----------------------------------------------------------------------------
+SMOKE_BENCH_ARGS = ("--quick", "--batches", "1", "--threads", "1")   # quick mode, batch 1: ~25 s (batch 8: ~6 min)
+
+
+def sparse_bench(ctx: Ctx, run: bool = True, args=()) -> tuple[pd.DataFrame, Path]:
+    """The sparse-inference benchmark table: run ``python -m dynroute_lib.bench sparse`` into ``<out>/bench/``
+    (smoke: quick mode at batch 1 on one thread), or read the command line's ``results/bench/``.
+
+    The benchmark runs in a child process: it sets its own process environment (OpenMP wait policy, malloc
+    thresholds; it re-executes itself for that) and must not inherit the kernel's thread settings.
+
+    Args:
+        run: Run the benchmark now (False: read ``results/bench/sparse_speed.csv``).
+        args: Extra benchmark arguments, e.g. ``["--threads", "1"]`` on a shared machine.
+
+    Returns:
+        ``(table, source directory)``.
+    """
+    import os
+    import subprocess
+    import sys
+
+    from .paths import PROJ_ROOT, RESULTS_DIR
+    src = ctx.out / "bench" if run else RESULTS_DIR / "bench"
+    if run:
+        extra = [*(SMOKE_BENCH_ARGS if ctx.smoke else ()), *map(str, args)]
+        cmd = [sys.executable, "-m", "dynroute_lib.bench", "sparse", "--out", str(src), *extra]
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(PROJ_ROOT),
+                                                                        os.environ.get("PYTHONPATH")]))}
+        proc = subprocess.run(cmd, cwd=PROJ_ROOT, env=env, capture_output=True, text=True)
+        print("\n".join(proc.stdout.strip().splitlines()[-3:]))
+        if proc.returncode:
+            raise RuntimeError(f"{' '.join(cmd[1:])} exited with status {proc.returncode}:\n"
+                               + "\n".join((proc.stderr or proc.stdout).strip().splitlines()[-15:]))
+    path = src / "sparse_speed.csv"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} missing: run `python -m dynroute_lib.bench sparse` or set RUN_BENCH=True")
+    return pd.read_csv(path), src

@@ -141,7 +141,8 @@ def train(mcfg: ModelConfig, tcfg: TrainConfig, out: str | Path, *, resume: bool
         if step >= max_iter:
             break
         p = step / max_iter
-        set_lr(opt, lr_at(step, max_iter, tcfg.base_lr, tcfg.warmup_iters))
+        # warm-up never takes more than 10 % of a (budget-shortened) schedule
+        set_lr(opt, lr_at(step, max_iter, tcfg.base_lr, min(tcfg.warmup_iters, max(1, max_iter // 10))))
         _set_drop_path(net, p)
         images = images.to(dev, non_blocking=True).contiguous(memory_format=fmt)
         masks = masks.to(dev, non_blocking=True)

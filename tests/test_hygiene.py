@@ -72,8 +72,8 @@ def test_parameters_cell(path: Path):
     for name, ann in CORE.items():
         assert names.get(name) == ann, f"core parameter `{name}: {ann}` missing or retyped ({names.get(name)})"
     assert set(names.values()) <= ANNOTATIONS, f"plain type hints only: {names}"
-    # papermill skips lines it cannot parse (e.g. a second '=' in the comment) with only a warning; the runner
-    # validates names against papermill's view, so both views must agree.
+    # papermill skips lines it cannot parse (e.g. a second '=' in the comment) with only a warning, so
+    # `papermill --help-notebook` would not list them; its view must match the cell.
     import papermill as pm
     assert runner.declared(path) == names
     seen = pm.inspect_notebook(str(path))
@@ -113,3 +113,30 @@ def test_coerce(value, type_name, expected):
 def test_coerce_rejects(value, type_name):
     with pytest.raises(runner.ParameterError):
         runner.coerce("X", value, type_name)
+
+
+def _tiny_notebook(path: Path, body: str) -> Path:
+    from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
+    params = new_code_cell('SMOKE: bool = False\nRESULTS_ROOT: str = ""')
+    params.metadata["tags"] = ["parameters"]
+    nb = new_notebook(cells=[new_markdown_cell(f"# {path.stem[:2]}"), params, new_code_cell(body)])
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(nb, path)
+    return path
+
+
+def test_runner_stops_at_first_failure_naming_notebook_and_cell(tmp_path, monkeypatch, capsys):
+    nbs = tmp_path / "nbs"
+    nbs.mkdir()
+    _tiny_notebook(nbs / "00_fails.ipynb", "x = 1\nraise RuntimeError('boom in cell')")
+    _tiny_notebook(nbs / "01_after.ipynb", "from pathlib import Path\nPath(RESULTS_ROOT, 'ran').write_text('1')")
+    monkeypatch.setattr(runner, "NOTEBOOKS_DIR", nbs)
+    monkeypatch.delenv("DYNROUTE_SMOKE", raising=False)
+    rc = runner.main(["--smoke", "--results-root", str(tmp_path / "out"), "--quiet", "--timeout", "120"])
+    err = capsys.readouterr().err
+    assert rc == 1
+    assert "00_fails.ipynb" in err and "`x = 1`" in err and "RuntimeError: boom in cell" in err, err
+    assert (tmp_path / "out" / "00_fails" / "00_fails.ipynb").is_file(), "the executed copy shows the error"
+    assert not (tmp_path / "out" / "ran").exists(), "notebooks after the failure must not run"
+    import os
+    assert "DYNROUTE_SMOKE" not in os.environ, "the runner restores the caller's environment"

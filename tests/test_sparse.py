@@ -32,6 +32,15 @@ H, W = 64, 96
 SMALL = dict(base_channels=8, num_classes=5)
 
 
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny tensors: one intra-op thread is faster, and robust when the CPU is shared."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 def _reduced(name: str):
     """Preset reduced to C0 = 8, 5 classes and 4 layers (modeled routes that need more keep their depth)."""
     cfg = get_preset(name, **SMALL)
@@ -204,6 +213,22 @@ def test_sparse_matches_dense_mixed_forced_routes(raw):
             _run(raw, x, "sparse")
     finally:
         raw.set_forced_route(None)
+
+
+def test_channels_last_sparse_matches_contiguous(raw):
+    """The sparse row ops keep channels_last (permuted index_select / cat / index_add); same numbers."""
+    masks = _special_masks(4) + _mixed_masks(raw.cfg, 4, seed=8)
+    x = _images(len(masks), seed=8)
+    raw.set_forced_route(masks)
+    try:
+        ref, _ = _run(raw, x, "sparse")
+        raw.to(memory_format=torch.channels_last)
+        lo, _ = _run(raw, x.contiguous(memory_format=torch.channels_last), "sparse")
+        dense, _ = _run(raw, x.contiguous(memory_format=torch.channels_last), "dense")
+    finally:
+        raw.to(memory_format=torch.contiguous_format)
+        raw.set_forced_route(None)
+    assert (lo - ref).abs().max().item() <= TOL and (lo - dense).abs().max().item() <= TOL
 
 
 def test_batch_invariance_learned_gates():

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .layers import ConvNorm, upsample2
-from .node import Edge
+from .node import Edge, add_rows_, zero_rows
 
 
 class Decoder(nn.Module):
@@ -70,11 +70,11 @@ class Decoder(nn.Module):
                     pos = torch.full((n_batch,), -1, dtype=torch.long, device=dev)
                     pos[uidx] = torch.arange(uidx.numel(), device=dev)
                 if acc is None:
-                    acc = torch.zeros((uidx.numel(),) + tuple(val.shape[1:]), dtype=val.dtype, device=dev)
+                    acc = zero_rows(val, uidx.numel())
                 elif not owned:
                     acc = acc.clone()
                 owned = True
-                acc.index_add_(0, pos[idx], val)
+                add_rows_(acc, pos[idx], val)
             y = self.layer_decoder_list[s](acc)
             run_val, run_idx = (upsample2(y) if s > 0 else y), uidx
         stage_mask = torch.stack([stages[s] for s in range(4)], 1)

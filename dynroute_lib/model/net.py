@@ -17,7 +17,7 @@ from ..routes import RouteMask, all_nodes, incoming, layer_scales, liveness, nod
 from .costs import cost_table
 from .head import Decoder
 from .layers import Stem, init_weights
-from .node import Edge, Node, NodeState
+from .node import Edge, Node, NodeState, add_rows_, zero_rows
 
 OFFICIAL_EPS = 1e-4                     # thresholds of the official real-FLOPs count
 OFFICIAL_FLOPS_ALL = 26300e6            # official budget normaliser (FLOPs at 768x768)
@@ -235,11 +235,11 @@ def _gather(edges: list[Edge], live: torch.Tensor, live_idx: torch.Tensor, shape
             pos = torch.full((live.shape[0],), -1, dtype=torch.long, device=live.device)
             pos[live_idx] = torch.arange(k, device=live.device)
         if x is None:
-            x = torch.zeros((k,) + tuple(e.value.shape[1:]), dtype=e.value.dtype, device=live.device)
+            x = zero_rows(e.value, k)
         elif not owned:
             x = x.clone()
         owned = True
-        x.index_add_(0, pos[e.idx], e.value)
+        add_rows_(x, pos[e.idx], e.value)
     return x
 
 

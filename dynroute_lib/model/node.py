@@ -24,6 +24,41 @@ from .gates import make_gate, run_gate
 from .layers import make_cell_op, make_down, make_up, upsample2
 
 
+# ---- batch-row ops of the sparse executor that keep the memory format (channels_last stays channels_last) --
+def _cl(t: torch.Tensor) -> bool:
+    return t.dim() == 4 and not t.is_contiguous() and t.is_contiguous(memory_format=torch.channels_last)
+
+
+def take_rows(x: torch.Tensor, loc: torch.Tensor) -> torch.Tensor:
+    """``x[loc]`` along the batch dimension (index_select)."""
+    if _cl(x):
+        return x.permute(0, 2, 3, 1).index_select(0, loc).permute(0, 3, 1, 2)
+    return x.index_select(0, loc)
+
+
+def cat_rows(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    if _cl(a) and _cl(b):
+        return torch.cat([a.permute(0, 2, 3, 1), b.permute(0, 2, 3, 1)]).permute(0, 3, 1, 2)
+    return torch.cat([a, b])
+
+
+def zero_rows(ref: torch.Tensor, k: int) -> torch.Tensor:
+    """A zero buffer of ``k`` rows with the shape (past the batch dim), dtype and layout of ``ref``."""
+    if _cl(ref):
+        n, c, h, w = ref.shape
+        return ref.new_zeros((k, h, w, c)).permute(0, 3, 1, 2)
+    return ref.new_zeros((k,) + tuple(ref.shape[1:]))
+
+
+def add_rows_(buf: torch.Tensor, pos: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """``buf[pos] += v`` in place (index_add, rows ``pos`` distinct)."""
+    if _cl(buf) and _cl(v):
+        buf.permute(0, 2, 3, 1).index_add_(0, pos, v.permute(0, 2, 3, 1))
+    else:
+        buf.index_add_(0, pos, v)
+    return buf
+
+
 @dataclass
 class Edge:
     value: torch.Tensor | None      # [k, C, h, w] rows `idx` (sparse) or [N, C, h, w] (dense); None = nothing
@@ -144,7 +179,7 @@ class Node(nn.Module):
             xc, comp_idx, computed = x, live_idx, live.clone()
         elif comp:
             loc = rows(comp)
-            xc, comp_idx = x.index_select(0, loc), live_idx.index_select(0, loc)
+            xc, comp_idx = take_rows(x, loc), live_idx.index_select(0, loc)
             computed = torch.zeros_like(live).index_fill_(0, comp_idx, True)
         else:
             xc, comp_idx, computed = None, None, torch.zeros_like(live)
@@ -157,7 +192,7 @@ class Node(nn.Module):
             idx = (comp_idx if whole else comp_idx.index_select(0, loc)) if sel else None
             val = None
             if sel and self.has_module(p):
-                val = self.transform(p, h if whole else h.index_select(0, loc))
+                val = self.transform(p, h if whole else take_rows(h, loc))
                 if any(dec[comp[q]][j] != 1.0 for q in sel):     # alpha * T(H), in place on the fresh output
                     aj = a[:, j] if len(comp) == k else a[:, j].index_select(0, rows(comp))
                     val = val.mul_((aj if whole else aj.index_select(0, loc)).view(-1, 1, 1, 1))
@@ -165,9 +200,9 @@ class Node(nn.Module):
             if p == "keep":
                 if res:                                      # skipped samples pass X through
                     rl = rows(res)
-                    xr = x if len(res) == k else x.index_select(0, rl)
+                    xr = x if len(res) == k else take_rows(x, rl)
                     ridx = live_idx if len(res) == k else live_idx.index_select(0, rl)
-                    val = xr if val is None else torch.cat([xr, val])
+                    val = xr if val is None else cat_rows(xr, val)
                     idx = ridx if idx is None else torch.cat([ridx, idx])
                 notdead = (live & ~computed) | sent if strict else live
             else:

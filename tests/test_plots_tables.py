@@ -1,0 +1,192 @@
+"""Unit tests of the notebook library: session, table builders, statistics, plots (seconds, headless)."""
+from __future__ import annotations
+
+import json
+
+import matplotlib
+import numpy as np
+import pandas as pd
+import pytest
+from matplotlib.figure import Figure
+
+from dynroute_lib import plots, session, tables
+from dynroute_lib.data import DATASETS
+
+matplotlib.use("Agg")
+
+
+# ---- session ---------------------------------------------------------------------------------------------------
+@pytest.fixture
+def fake_results(tmp_path, monkeypatch):
+    res = tmp_path / "results"
+    monkeypatch.setattr(session, "RESULTS_DIR", res)
+    monkeypatch.setattr(session, "SMOKE_RESULTS_DIR", res / "_smoke")
+    monkeypatch.delenv("DYNROUTE_SMOKE", raising=False)
+    return res
+
+
+def test_smoke_never_writes_into_results(fake_results):
+    assert session.resolve_results_root("", smoke=False) == fake_results.resolve()
+    smoke = session.resolve_results_root("", smoke=True)
+    assert smoke == (fake_results / "_smoke").resolve()
+    assert session.resolve_results_root(str(fake_results), smoke=True) == smoke
+    assert (smoke / ".gitignore").read_text().strip().endswith("*")
+
+
+def test_setup_env_forces_smoke_and_finish_writes_run_json(fake_results, tmp_path, monkeypatch):
+    monkeypatch.setenv("DYNROUTE_SMOKE", "1")
+    ctx = session.setup("99_test", smoke=False, seed=3, device="cpu", results_root=str(tmp_path / "r"))
+    assert ctx.smoke and ctx.out == (tmp_path / "r" / "99_test").resolve()
+    assert ctx.train_config.data == "synthetic" and ctx.checkpoints_root.is_relative_to(tmp_path / "r")
+    ctx.save_csv("a.csv", pd.DataFrame({"x_m": [1]}))
+    ctx.finish({"SMOKE": False, "SEED": 3, "DATASETS": DATASETS, "ctx": ctx, "_hidden": 1})
+    run = json.loads((ctx.out / "run.json").read_text())
+    assert run["smoke"] is True and run["parameters"] == {"SMOKE": False, "SEED": 3}
+    assert run["files"] == ["a.csv"] and run["wall_s"] >= 0 and "git_sha" in run
+
+
+def test_setup_rejects_unknown_profile_and_data(tmp_path):
+    with pytest.raises(ValueError, match="PROFILE"):
+        session.setup("99_test", profile="tpu", results_root=str(tmp_path))
+    with pytest.raises(ValueError, match="cityscapes"):
+        session.setup("99_test", data="kitti", results_root=str(tmp_path))
+
+
+def test_run_config_overrides(tmp_path):
+    ctx = session.setup("99_test", smoke=False, profile="cpu", results_root=str(tmp_path), data="synthetic")
+    m, t = ctx.run_config("dynamic_a", iters=None)
+    assert t.data == "synthetic" and t.iters == 100 and m.num_classes == DATASETS["synthetic"].num_classes
+    assert ctx.run_config("dynamic_a", iters=7)[1].iters == 7
+
+
+# ---- cache-or-train --------------------------------------------------------------------------------------------
+def test_train_or_load_reuses_matching_checkpoint(tmp_path, monkeypatch):
+    ctx = session.setup("99_test", smoke=True, device="cpu", results_root=str(tmp_path))
+    run = tables.train_or_load("fcn32s", ctx)
+    assert (run / "model_final.pt").is_file() and (run / "train_log.csv").is_file()
+    import dynroute_lib.train as train_mod
+    monkeypatch.setattr(train_mod, "train", lambda *a, **k: pytest.fail("cached run retrained"))
+    assert tables.train_or_load("fcn32s", ctx) == run
+    assert tables.run_dir_for(*ctx.run_config("fcn32s", iters=2), ctx) != run    # another recipe, another entry
+
+
+# ---- planning and tables ---------------------------------------------------------------------------------------
+def test_plan_dedupes_aliases_limit_and_skip():
+    plan = tables.plan_runs()
+    assert plan["model"].tolist()[0] == "dynamic_raw_l16"
+    raw = plan.set_index("model").loc["dynamic_raw_l16", "aliases"].split()
+    assert set(raw) == {"dynamic_raw_l16", "cell_sep2", "act_relu_tanh"}
+    every = {p for rows in tables.TABLES.values() for p, _, _ in rows}
+    assert {a for al in plan["aliases"] for a in al.split()} == every
+    assert plan["model"].tolist().index("common_a") > plan["model"].tolist().index("dynamic_a")
+    limited = tables.plan_runs(limit=2, skip=["dynamic_raw_l16"])
+    assert limited["run"].tolist()[:3] == [False, True, False]
+
+
+def _runs(presets, miou=50.0):
+    return pd.DataFrame([{"preset": p, "trained_as": p, "config_hash": "abc", "miou_pct": miou + i,
+                          "gflops_mean": 2.0 + i, "gflops_max": 2.5 + i, "gflops_min": 1.5 + i, "params_m": 1.0,
+                          "true_gmacs_mean": 1.9, "allopen_run": 4.0 + i, "allopen_1024": 400.0 + 100 * i,
+                          "resolution": "128x160", "iters": 100, "note": ""} for i, p in enumerate(presets)])
+
+
+SCALE = {"data": "camvid", "resolution": "120x160", "iters": 100, "device": "cpu (test)"}
+
+
+def test_build_tables_schema_and_values():
+    runs = _runs(["fix_l16", "dynamic_a", "dynamic_b", "dynamic_c", "dynamic_raw_l16"])
+    tabs = tables.build_tables(runs, SCALE)
+    assert [len(t) for t in tabs.values()] == [11, 5, 4, 5]
+    t4 = tabs["table_4"].set_index("preset")
+    assert t4.loc["dynamic_a", "paper_miou_pct"] == 72.8 and t4.loc["dynamic_a", "ours_miou_pct"] == 51.0
+    assert t4.loc["dynamic_raw_l16", "ours_cost_vs_raw_pct"] == pytest.approx(100)
+    assert t4.loc["dynamic_c", "paper_cost_vs_raw_pct"] == pytest.approx(55.73, abs=0.01)   # paper's statement
+    assert t4.loc["dynamic_a", "ours_cost_pct"] == pytest.approx(100 * 3 / 5)
+    assert t4.loc["dynamic_a", "ours_gflops_1024x2048_est"] == pytest.approx(3 * 500 / 5)
+    t1 = tabs["table_1"].set_index("preset")
+    assert np.isnan(t1.loc["fcn32s", "ours_miou_pct"]) and t1.loc["fcn32s", "paper_gflops_min"] == 35.1
+    assert (tabs["table_2"]["data"] == "camvid").all() and (tabs["table_2"]["iters"] == 100).all()
+    assert list(tables.show(tabs["table_1"]).columns)[:3] == ["method", "paper_miou_pct", "ours_miou_pct"]
+
+
+def test_build_tables_with_no_runs():
+    tabs = tables.build_tables(pd.DataFrame(columns=["preset"]), SCALE)
+    assert tabs["table_3"]["ours_miou_pct"].isna().all() and len(tabs["table_3"]) == 4
+
+
+# ---- statistics ------------------------------------------------------------------------------------------------
+def test_regions_four_connectivity_and_ignore():
+    lab = np.zeros((6, 6), np.uint8)
+    lab[0:2, 0:2] = 1            # square of 4
+    lab[2, 2] = 1                # diagonal neighbour only: separate region
+    lab[4:6, 0:6] = 1            # bar of 12
+    lab[3, 5] = 255              # ignored
+    lab[1:4, 4] = 2              # U-shaped class 2 joined through the bottom
+    lab[3, 3] = 2
+    lab[1:4, 3] = 2
+    got = sorted(tables.regions(lab))
+    assert (1, 4) in got and (1, 1) in got and (1, 12) in got
+    assert sum(n for c, n in got if c == 2) == 6 and len([c for c, _ in got if c == 2]) == 1
+    assert sum(n for _, n in got) == 36 - 1
+
+
+def test_region_tables():
+    reg = pd.DataFrame({"split": "val", "image": [0, 0, 1], "class_id": [0, 1, 1], "area_px": [100, 20, 4000],
+                        "area_frac": [0.01, 0.002, 0.4], "class": ["road", "car", "car"]})
+    s = tables.region_size_summary(reg).set_index("class")
+    assert s.loc["car", "num_regions"] == 2 and s.loc["car", "area_max_pct"] == pytest.approx(40)
+    h = tables.region_size_hist(reg, bins=4)
+    assert h.groupby("class")["count"].sum().to_dict() == {"road": 1, "car": 2}
+
+
+def _records(n_img=5):
+    rng = np.random.default_rng(0)
+    return {"dynamic_a": {"l-1_s0": rng.random((n_img, 2)), "l0_s0": np.zeros((n_img, 2)),
+                          "l0_s1": np.ones((n_img, 3)), "l15_s0": rng.random((n_img, 1))}}
+
+
+def test_activation_and_flops_summaries():
+    act = tables.activation_table(_records())
+    assert len(act) == 2 + 2 + 3 + 1 and act["activation_prob"].between(0, 1).all()
+    row = act[(act["node"] == "l0_s1") & (act["path"] == "down")].iloc[0]
+    assert row["activation_prob"] == 1.0 and row["mean_gate"] == 1.0
+    summ = tables.activation_summary(act).iloc[0]
+    assert summ["paths"] == 8 and 0 <= summ["open_majority_pct"] <= 100
+    per = pd.DataFrame({"model": ["a", "a", "b"], "real_gflops": [1.0, 3.0, 2.0]})
+    fl = tables.flops_summary(per).set_index("model")
+    assert fl.loc["a", "gflops_mean"] == 2.0 and fl.loc["a", "max_min_gap_pct"] == 100.0
+
+
+def test_read_records_fails_loudly(tmp_path):
+    with pytest.raises(FileNotFoundError, match="03_tables"):
+        tables.read_records(tmp_path, ["dynamic_a"])
+    with pytest.raises(FileNotFoundError, match="03_tables"):
+        tables.read_per_image(tmp_path)
+
+
+# ---- plots -----------------------------------------------------------------------------------------------------
+def test_plots_return_figures():
+    info = DATASETS["synthetic"]
+    img = np.zeros((32, 64, 3), np.uint8)
+    lab = np.ones((32, 64), np.uint8)
+    lab[0] = 255
+    act = tables.activation_table({m: _records()["dynamic_a"] for m in ("dynamic_raw_l16", "dynamic_a")})
+    log = pd.DataFrame({"step": [1, 2], "loss": [2.0, 1.5], "ce_loss": [2.0, 1.4], "budget_loss": [0, 0.1],
+                        "lr": [0.01, 0.02], "expected_cost_ratio": [0.9, 0.8]})
+    table = tables.build_table("table_1", _runs(["fcn32s", "dynamic_a"]), SCALE)
+    flops = pd.DataFrame({"preset": ["a", "b"], "paper_gflops": [10.0, 20.0], "ours_gflops_official": [11.0, 19.0],
+                          "ours_gmacs_true": [10.5, np.nan], "paper_params_m": [1.0, 2.0], "ours_params_m": [1.1, 2.1]})
+    figs = [plots.sample_overlays([(img, lab)] * 2, info),
+            plots.class_frequency(pd.DataFrame({"class": ["a", "b"], "pixels_pct": [60, 40],
+                                                "images_with_class_pct": [100, 50]})),
+            plots.object_sizes(tables.region_size_hist(pd.DataFrame(
+                {"class": ["car", "car"], "area_px": [20, 400], "area_frac": [0.01, 0.2]}), bins=4)),
+            plots.routing_space({k: v for k, v in list(tables.route_masks().items())[:2]}),
+            plots.flops_vs_paper(flops), plots.training_curves(log, "t"), plots.miou_vs_gflops(table),
+            plots.route_activation(act), plots.route_activation_grids(act),
+            plots.flops_distribution(pd.DataFrame({"model": ["a", "a", "b"], "real_gflops": [1.0, 2.0, 3.0]})),
+            plots.sparse_speed(pd.DataFrame({"batch": [1, 8], "case": ["keep30", "keep30"], "dense_ms": [10.0, 70.0],
+                                             "sparse_ms": [5.0, 40.0], "flops_ratio": [0.4, 0.4],
+                                             "time_ratio": [0.5, 0.57], "goal": [1.15, 1.25]}))]
+    for fig in figs:
+        assert isinstance(fig, Figure) and fig.axes
