@@ -1,24 +1,26 @@
 """Sparse dynamic inference benchmark: dense vs per-sample, per-path sparse execution, measured (issue 6).
 
 ``python -m dynroute_lib.bench sparse [--json] [--ckpt CKPT ...] [--batches 1 8] [--size 512 1024] [--repeats N]``
+(``--quick``: 256x512, 3 repeats, written to ``results/_smoke/bench``). See ``docs/sparse_inference.md``.
 
 Definitions (printed with the table):
-* **dense**: the eval model with every node and path computed for every sample: ``executor="dense"`` on the
-  all-open route (forced routes) or on the learned gates (``--ckpt``). The dense executor runs every op and
-  multiplies by the masks, so its cost does not depend on the route.
-* **sparse**: ``executor="sparse"`` on the case's route (per sample, per path gather/scatter).
+* **dense**: ``executor="dense"`` on the all-open forced route (``--ckpt``: on the learned gates): every node
+  and every path computed for every sample, outputs multiplied by the masks (the masked reference).
+* **open**: ``executor="sparse"`` on the all-open forced route: the same ops as dense without the mask
+  arithmetic, i.e. the plain full network. ``*_open`` columns compare against it (the stricter baseline).
+* **sparse**: ``executor="sparse"`` on the case's route; at batch > 1 every sample has its own random route.
 * ``flops_ratio`` = executed FLOPs of the sparse run / FLOPs of the dense run (whole model: stem, routing
   space, head at true sizes, gates where they run; official primitives, spec Sec. 4.8 "executed").
-* ``time_ratio`` = median sparse wall time / median dense wall time; ``time_over_flops`` = the quotient of
-  the two, 1.0 meaning time saved exactly in proportion to FLOPs saved. Goal: <= 1.15 at batch 1, <= 1.25 at
-  batch 8.
-* ``keep_achieved``: official real FLOPs of the routing space (stem and head excluded) / those of the
-  all-open route, mean over the batch (forced routes run no gate, so there is no gate term).
+* ``time_ratio`` = median sparse wall time / median dense wall time; ``time_over_flops`` = time_ratio /
+  flops_ratio (1.0: time saved exactly in proportion to FLOPs). Goal: <= 1.15 at batch 1, <= 1.25 at batch 8.
+* ``keep_achieved``: official real FLOPs of the routing space (stem and head excluded) / those of the all-open
+  route, mean over the batch (forced routes run no gate, so there is no gate term).
 
-Timing: one process, ``torch.inference_mode()``, ``--threads`` intra-op threads (default 2); per batch size,
-each round runs dense and every sparse case once (order rotated every round), rounds are repeated and the
-median is taken. Round 0 is a warm-up, not timed: it runs the dense executor on each case's own route too, and
-records the max abs logit difference sparse vs dense (the equivalence check at full size).
+Timing: one process, ``torch.inference_mode()``, ``--threads`` intra-op threads (default 2), contiguous
+(NCHW) tensors unless ``--channels-last``. Per batch size, each round runs dense, open and every sparse case
+once (order rotated every round); the median over ``--repeats`` rounds is reported. Round 0 is a warm-up, not
+timed: it also runs the dense executor on each case's own route and records the max abs logit difference
+sparse vs dense (the equivalence check at full size, float32).
 """
 from __future__ import annotations
 

@@ -17,7 +17,7 @@ from ..routes import RouteMask, all_nodes, incoming, layer_scales, liveness, nod
 from .costs import cost_table
 from .head import Decoder
 from .layers import Stem, init_weights
-from .node import Edge, Node, NodeState, add_rows_, zero_rows
+from .node import Edge, Node, NodeState, add_rows_, place_rows
 
 OFFICIAL_EPS = 1e-4                     # thresholds of the official real-FLOPs count
 OFFICIAL_FLOPS_ALL = 26300e6            # official budget normaliser (FLOPs at 768x768)
@@ -229,17 +229,23 @@ def _gather(edges: list[Edge], live: torch.Tensor, live_idx: torch.Tensor, shape
     pos, x, owned = None, None, False
     for e in vals:
         if e.value.shape[0] == k and (e.idx is live_idx or torch.equal(e.idx, live_idx)):
-            x, owned = (e.value, False) if x is None else (x + e.value, True)
+            if x is None:
+                x = e.value
+            elif owned:
+                x.add_(e.value)
+            else:
+                x, owned = x + e.value, True
             continue
         if pos is None:
             pos = torch.full((live.shape[0],), -1, dtype=torch.long, device=live.device)
             pos[live_idx] = torch.arange(k, device=live.device)
         if x is None:
-            x = zero_rows(e.value, k)
-        elif not owned:
-            x = x.clone()
+            x = place_rows(e.value, pos[e.idx], k)
+        else:
+            if not owned:
+                x = x.clone()
+            add_rows_(x, pos[e.idx], e.value)
         owned = True
-        add_rows_(x, pos[e.idx], e.value)
     return x
 
 

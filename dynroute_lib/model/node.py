@@ -42,12 +42,25 @@ def cat_rows(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return torch.cat([a, b])
 
 
-def zero_rows(ref: torch.Tensor, k: int) -> torch.Tensor:
-    """A zero buffer of ``k`` rows with the shape (past the batch dim), dtype and layout of ``ref``."""
-    if _cl(ref):
-        n, c, h, w = ref.shape
-        return ref.new_zeros((k, h, w, c)).permute(0, 3, 1, 2)
-    return ref.new_zeros((k,) + tuple(ref.shape[1:]))
+def place_rows(v: torch.Tensor, pos: torch.Tensor, k: int) -> torch.Tensor:
+    """A ``k``-row buffer holding ``v`` at rows ``pos`` (distinct) and zeros elsewhere.
+
+    One index_copy pass, plus a memset of the uncovered rows only (cheaper than a zero fill of the whole
+    buffer followed by index_add; 0 + v == v, so the numbers are the same).
+    """
+    n, c, h, w = v.shape
+    cl = _cl(v)
+    buf = v.new_empty((k, h, w, c)).permute(0, 3, 1, 2) if cl else v.new_empty((k, c, h, w))
+    if cl:
+        buf.permute(0, 2, 3, 1).index_copy_(0, pos, v.permute(0, 2, 3, 1))
+    else:
+        buf.index_copy_(0, pos, v)
+    if n < k:
+        covered = set(pos.tolist())
+        for i in range(k):
+            if i not in covered:
+                buf[i].zero_()
+    return buf
 
 
 def add_rows_(buf: torch.Tensor, pos: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
