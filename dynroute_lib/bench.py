@@ -40,7 +40,7 @@ from torch import nn
 from .config import get_preset
 from .model import build_model
 from .model.costs import cost_table
-from .paths import RESULTS_DIR, SMOKE_RESULTS_DIR
+from .paths import PROJ_ROOT, RESULTS_DIR, SMOKE_RESULTS_DIR
 from .random_routes import keep_rate, random_routes, routing_flops
 from .routes import RouteMask, all_nodes, node_paths
 
@@ -246,6 +246,44 @@ def format_table(rows: list[dict]) -> str:
     lines = ["  ".join(c.rjust(w) for c, w in zip(cols, widths))]
     lines += ["  ".join(v.rjust(w) for v, w in zip(t, widths)) for t in text]
     return "\n".join(lines)
+
+
+# ----------------------------------------------------------------------------- notebook 06
+SMOKE_BENCH_ARGS = ("--quick", "--batches", "1", "--threads", "1")   # quick mode, batch 1: ~25 s (batch 8: ~6 min)
+
+
+def sparse_bench(ctx, run: bool = True, args=()) -> tuple[pd.DataFrame, Path]:
+    """The sparse-inference benchmark table: run ``python -m dynroute_lib.bench sparse`` into ``<out>/bench/``
+    (smoke: quick mode at batch 1 on one thread), or read the command line's ``results/bench/``.
+
+    The benchmark runs in a child process: it sets its own process environment (OpenMP wait policy, malloc
+    thresholds; it re-executes itself for that) and must not inherit the kernel's thread settings.
+
+    Args:
+        run: Run the benchmark now (False: read ``results/bench/sparse_speed.csv``).
+        args: Extra benchmark arguments, e.g. ``["--threads", "1"]`` on a shared machine.
+
+    Returns:
+        ``(table, source directory)``.
+    """
+    import subprocess
+
+    import pandas as pd
+    src = ctx.out / "bench" if run else RESULTS_DIR / "bench"
+    if run:
+        extra = [*(SMOKE_BENCH_ARGS if ctx.smoke else ()), *map(str, args)]
+        cmd = [sys.executable, "-m", "dynroute_lib.bench", "sparse", "--out", str(src), *extra]
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(PROJ_ROOT),
+                                                                        os.environ.get("PYTHONPATH")]))}
+        proc = subprocess.run(cmd, cwd=PROJ_ROOT, env=env, capture_output=True, text=True)
+        print("\n".join(proc.stdout.strip().splitlines()[-3:]))
+        if proc.returncode:
+            raise RuntimeError(f"{' '.join(cmd[1:])} exited with status {proc.returncode}:\n"
+                               + "\n".join((proc.stderr or proc.stdout).strip().splitlines()[-15:]))
+    path = src / "sparse_speed.csv"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} missing: run `python -m dynroute_lib.bench sparse` or set RUN_BENCH=True")
+    return pd.read_csv(path), src
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from matplotlib.figure import Figure
 
-from dynroute_lib import plots, session, tables
+from dynroute_lib import data_overview, flops_table, plots, route_stats, session, tables
 from dynroute_lib.data import DATASETS
 
 matplotlib.use("Agg")
@@ -124,7 +124,7 @@ def test_regions_four_connectivity_and_ignore():
     lab[1:4, 4] = 2              # U-shaped class 2 joined through the bottom
     lab[3, 3] = 2
     lab[1:4, 3] = 2
-    got = sorted(tables.regions(lab))
+    got = sorted(data_overview.regions(lab))
     assert (1, 4) in got and (1, 1) in got and (1, 12) in got
     assert sum(n for c, n in got if c == 2) == 6 and len([c for c, _ in got if c == 2]) == 1
     assert sum(n for _, n in got) == 36 - 1
@@ -133,9 +133,9 @@ def test_regions_four_connectivity_and_ignore():
 def test_region_tables():
     reg = pd.DataFrame({"split": "val", "image": [0, 0, 1], "class_id": [0, 1, 1], "area_px": [100, 20, 4000],
                         "area_frac": [0.01, 0.002, 0.4], "class": ["road", "car", "car"]})
-    s = tables.region_size_summary(reg).set_index("class")
+    s = data_overview.region_size_summary(reg).set_index("class")
     assert s.loc["car", "num_regions"] == 2 and s.loc["car", "area_max_pct"] == pytest.approx(40)
-    h = tables.region_size_hist(reg, bins=4)
+    h = data_overview.region_size_hist(reg, bins=4)
     assert h.groupby("class")["count"].sum().to_dict() == {"road": 1, "car": 2}
 
 
@@ -146,22 +146,22 @@ def _records(n_img=5):
 
 
 def test_activation_and_flops_summaries():
-    act = tables.activation_table(_records())
+    act = route_stats.activation_table(_records())
     assert len(act) == 2 + 2 + 3 + 1 and act["activation_prob"].between(0, 1).all()
     row = act[(act["node"] == "l0_s1") & (act["path"] == "down")].iloc[0]
     assert row["activation_prob"] == 1.0 and row["mean_gate"] == 1.0
-    summ = tables.activation_summary(act).iloc[0]
+    summ = route_stats.activation_summary(act).iloc[0]
     assert summ["paths"] == 8 and 0 <= summ["open_majority_pct"] <= 100
     per = pd.DataFrame({"model": ["a", "a", "b"], "real_gflops": [1.0, 3.0, 2.0]})
-    fl = tables.flops_summary(per).set_index("model")
+    fl = route_stats.flops_summary(per).set_index("model")
     assert fl.loc["a", "gflops_mean"] == 2.0 and fl.loc["a", "max_min_gap_pct"] == 100.0
 
 
 def test_read_records_fails_loudly(tmp_path):
     with pytest.raises(FileNotFoundError, match="03_tables"):
-        tables.read_records(tmp_path, ["dynamic_a"])
+        route_stats.read_records(tmp_path, ["dynamic_a"])
     with pytest.raises(FileNotFoundError, match="03_tables"):
-        tables.read_per_image(tmp_path)
+        route_stats.read_per_image(tmp_path)
 
 
 # ---- plots -----------------------------------------------------------------------------------------------------
@@ -170,7 +170,7 @@ def test_plots_return_figures():
     img = np.zeros((32, 64, 3), np.uint8)
     lab = np.ones((32, 64), np.uint8)
     lab[0] = 255
-    act = tables.activation_table({m: _records()["dynamic_a"] for m in ("dynamic_raw_l16", "dynamic_a")})
+    act = route_stats.activation_table({m: _records()["dynamic_a"] for m in ("dynamic_raw_l16", "dynamic_a")})
     log = pd.DataFrame({"step": [1, 2], "loss": [2.0, 1.5], "ce_loss": [2.0, 1.4], "budget_loss": [0, 0.1],
                         "lr": [0.01, 0.02], "expected_cost_ratio": [0.9, 0.8]})
     table = tables.build_table("table_1", _runs(["fcn32s", "dynamic_a"]), SCALE)
@@ -179,9 +179,9 @@ def test_plots_return_figures():
     figs = [plots.sample_overlays([(img, lab)] * 2, info),
             plots.class_frequency(pd.DataFrame({"class": ["a", "b"], "pixels_pct": [60, 40],
                                                 "images_with_class_pct": [100, 50]})),
-            plots.object_sizes(tables.region_size_hist(pd.DataFrame(
+            plots.object_sizes(data_overview.region_size_hist(pd.DataFrame(
                 {"class": ["car", "car"], "area_px": [20, 400], "area_frac": [0.01, 0.2]}), bins=4)),
-            plots.routing_space({k: v for k, v in list(tables.route_masks().items())[:2]}),
+            plots.routing_space({k: v for k, v in list(flops_table.route_masks().items())[:2]}),
             plots.flops_vs_paper(flops), plots.training_curves(log, "t"), plots.miou_vs_gflops(table),
             plots.route_activation(act), plots.route_activation_grids(act),
             plots.flops_distribution(pd.DataFrame({"model": ["a", "a", "b"], "real_gflops": [1.0, 2.0, 3.0]})),

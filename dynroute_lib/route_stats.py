@@ -1,0 +1,73 @@
+"""Route-activation statistics of trained dynamic models: Fig. 5 of Li et al. (CVPR 2020, Sec. 4.5) in numbers.
+
+Reads what ``03_tables`` writes (``route_records/<model>.npz`` gate arrays, ``per_image_gflops.csv``) and turns it
+into tidy tables: per-path activation probability, per-model summaries, per-image FLOPs mean / max / min.
+Used by ``04_route_distribution``.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+FIG5_MODELS = ["dynamic_raw_l16", "dynamic_a", "dynamic_b", "dynamic_c"]   # the gated models of Fig. 5
+
+
+def read_records(results_dir: Path, models=FIG5_MODELS) -> dict[str, dict[str, np.ndarray]]:
+    """Gate arrays per model from 03's ``route_records/`` (fails loudly, naming what is missing)."""
+    out = {}
+    for m in models:
+        path = Path(results_dir) / "route_records" / f"{m}.npz"
+        if not path.is_file():
+            raise FileNotFoundError(f"{path} missing: run 03_tables (with {m} trained) before 04")
+        with np.load(path) as z:
+            out[m] = {k: z[k] for k in z.files if k.startswith("l")}
+    return out
+
+
+def activation_table(records: dict[str, dict[str, np.ndarray]], threshold: float = 1e-4) -> pd.DataFrame:
+    """One row per (model, path): activation probability (share of images with gate > threshold), mean gate."""
+    from .routes import node_paths
+    rows = []
+    for model, gates in records.items():
+        L = 1 + max(int(k[1:].split("_s")[0]) for k in gates)
+        for key, arr in gates.items():
+            layer, scale = map(int, key[1:].split("_s"))
+            for j, path in enumerate(node_paths(layer, scale, L)):
+                g = np.asarray(arr)[:, j]
+                rows.append({"model": model, "node": key, "layer": layer, "scale": scale, "path": path,
+                             "activation_prob": float((g > threshold).mean()), "mean_gate": float(g.mean()),
+                             "num_images": len(g)})
+    return pd.DataFrame(rows)
+
+
+def read_per_image(results_dir: Path, models=FIG5_MODELS) -> pd.DataFrame:
+    """03's per-image FLOPs of ``models`` (fails loudly when one is missing)."""
+    path = Path(results_dir) / "per_image_gflops.csv"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} missing: run 03_tables before 04")
+    df = pd.read_csv(path)
+    missing = [m for m in models if m not in set(df["model"])]
+    if missing:
+        raise FileNotFoundError(f"{path}: no rows for {missing}; train them in 03_tables first")
+    return df[df["model"].isin(models)]
+
+
+def activation_summary(act: pd.DataFrame) -> pd.DataFrame:
+    """Per model: paths, share of paths open in more than half / in every image, mean gate (Fig. 5 in numbers)."""
+    g = act.groupby("model", sort=False)
+    return pd.DataFrame({"paths": g.size(),
+                         "open_majority_pct": g["activation_prob"].apply(lambda s: 100 * (s > 0.5).mean()),
+                         "open_always_pct": g["activation_prob"].apply(lambda s: 100 * (s >= 1.0).mean()),
+                         "mean_activation_prob": g["activation_prob"].mean(),
+                         "mean_gate": g["mean_gate"].mean()}).reset_index()
+
+
+def flops_summary(per_image: pd.DataFrame) -> pd.DataFrame:
+    """Mean / max / min per-image real GFLOPs per model (the paper's FLOPs_Avg/Max/Min), spread in %."""
+    g = per_image.groupby("model", sort=False)["real_gflops"]
+    df = pd.DataFrame({"gflops_mean": g.mean(), "gflops_max": g.max(), "gflops_min": g.min(),
+                       "num_images": g.size()}).reset_index()
+    df["max_min_gap_pct"] = 100 * (df["gflops_max"] - df["gflops_min"]) / df["gflops_mean"]
+    return df
