@@ -1,8 +1,8 @@
 """Train-step time of Dynamic-Raw vs Network-Fix on this machine, measured side by side (issue 5).
 
-``python -m dynroute_lib.bench train [--size H W] [--batch N] [--repeats R] [--json]`` (or this module
-directly) alternates one training step of each model (SGD step included) for R rounds after warm-up and
-prints median seconds per step and the Raw / Fix ratio. Results go to ``results/bench/train_step.*``.
+``python -m dynroute_lib.bench_train [--size H W] [--batch N] [--repeats R] [--json]`` alternates one training
+step of each model (SGD step included) for R rounds after warm-up and prints median seconds per step and
+the Raw / Fix ratio. Results go to ``results/bench/train_step.*``.
 Raw pays for the gates (~2.5 M params, ~17 GFLOPs at 1024x2048) and computes every path in training.
 """
 from __future__ import annotations
@@ -69,7 +69,9 @@ def main(argv: list[str] | None = None) -> int:
     summary = {"raw_over_fix_step_time": raw / fix, "rows": df.to_dict("records")}
     io.save_csv(Path(a.out) / "train_step.csv", df)
     io.save_json(Path(a.out) / "train_step.json",
-                 {**summary, "provenance": io.provenance({"command": " ".join(sys.argv), "wall_s": t.wall_s})})
+                 {**summary, "provenance": io.provenance({
+                     "command": io.command_line("dynroute_lib.bench_train", argv),
+                     "torch_threads": torch.get_num_threads(), "wall_s": t.wall_s})})
     print(df.to_json(orient="records") if a.json else df.to_string(index=False))
     print(f"Raw / Fix train-step time: {raw / fix:.3f}")
     return 0

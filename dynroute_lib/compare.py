@@ -55,7 +55,8 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(a.out)
     io.save_csv(out / "comparison.csv", df)
     runs = {p.parent.name: json.loads(p.read_text()) for p in sorted(Path(a.runs).glob("*/train.json"))}
-    io.save_json(out / "run.json", io.provenance({"command": " ".join(sys.argv), "runs": runs}))
+    record = io.provenance({"command": io.command_line("dynroute_lib.compare", argv), "runs": runs})
+    io.save_json(out / "run.json", record)
     print(df.to_string(index=False))
     return 0
 

@@ -172,7 +172,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     if a.out:
-        io.save_json(Path(a.out) / "metrics.json", {**res, "provenance": io.provenance({"command": " ".join(sys.argv)})})
+        record = io.provenance({"command": io.command_line("dynroute_lib.evaluate", argv)})
+        io.save_json(Path(a.out) / "metrics.json", {**res, "provenance": record})
     if a.json:
         print(json.dumps(res))
     else:

@@ -16,6 +16,7 @@ import os
 import platform
 import socket
 import subprocess
+import sys
 import time
 import uuid
 from datetime import datetime, timezone
@@ -146,6 +147,11 @@ def _version(pkg: str) -> str | None:
         return metadata.version(pkg)
     except metadata.PackageNotFoundError:
         return None
+
+
+def command_line(module: str, argv: list[str] | None = None) -> str:
+    """The command as typed: ``python -m MODULE ARGS`` (under ``-m``, ``sys.argv[0]`` is the module's file path)."""
+    return " ".join([f"python -m {module}", *(sys.argv[1:] if argv is None else argv)])
 
 
 def provenance(extra: dict | None = None, *, device: str | torch.device | None = None) -> dict:

@@ -236,7 +236,7 @@ def main(argv: list[str] | None = None) -> int:
             mcfg = replace(mcfg, base_channels=a.base_channels)
         with io.Timer() as t:
             summary = train(mcfg, tcfg, a.out, resume=a.resume, device=a.device)
-        rec = io.provenance({"command": " ".join(sys.argv), "model_config": mcfg.to_dict(),
+        rec = io.provenance({"command": io.command_line("dynroute_lib.train", argv), "model_config": mcfg.to_dict(),
                              "train_config": tcfg.to_dict(), **summary, "wall_s": t.wall_s})
         if a.eval:
             from .evaluate import evaluate_checkpoint
