@@ -55,11 +55,10 @@ def place_rows(v: torch.Tensor, pos: torch.Tensor, k: int) -> torch.Tensor:
         buf.permute(0, 2, 3, 1).index_copy_(0, pos, v.permute(0, 2, 3, 1))
     else:
         buf.index_copy_(0, pos, v)
-    if n < k:
-        covered = set(pos.tolist())
-        for i in range(k):
-            if i not in covered:
-                buf[i].zero_()
+    if n < k:                          # zero the uncovered rows in one op (no Python loop over the batch)
+        uncovered = torch.ones(k, dtype=torch.bool, device=v.device)
+        uncovered[pos] = False
+        buf.index_fill_(0, uncovered.nonzero().squeeze(1), 0)
     return buf
 
 
