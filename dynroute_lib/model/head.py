@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .layers import ConvNorm, upsample2
-from .node import Edge, add_rows_, place_rows
+from .node import Edge, sum_rows
 
 
 class Decoder(nn.Module):
@@ -45,8 +45,7 @@ class Decoder(nn.Module):
     def forward_sparse(self, feats: dict[int, Edge], n_batch: int, out_hw: tuple[int, int]):
         """Per-sample sparse decoder: stage s runs on the samples whose running sum exists (one sync each).
 
-        An input that covers exactly those rows, in order, is added directly; any other is scattered into an
-        owned buffer (the running sum is the left operand, as in the dense decoder).
+        The running sum is the left operand, as in the dense decoder (summation rules: ``node.sum_rows``).
         """
         run_val, run_idx, stages = None, None, {}
         dev = feats[0].notdead.device
@@ -59,28 +58,7 @@ class Decoder(nn.Module):
             uidx = exists.nonzero().squeeze(1)
             if uidx.numel() == 0:
                 continue
-            acc, owned, pos = None, False, None
-            for val, idx in ((run_val, run_idx), (e.value, e.idx)):
-                if val is None:
-                    continue
-                if val.shape[0] == uidx.numel() and torch.equal(idx, uidx):
-                    if acc is None:
-                        acc = val
-                    elif owned:
-                        acc.add_(val)
-                    else:
-                        acc, owned = acc + val, True
-                    continue
-                if pos is None:
-                    pos = torch.full((n_batch,), -1, dtype=torch.long, device=dev)
-                    pos[uidx] = torch.arange(uidx.numel(), device=dev)
-                if acc is None:
-                    acc = place_rows(val, pos[idx], uidx.numel())
-                else:
-                    if not owned:
-                        acc = acc.clone()
-                    add_rows_(acc, pos[idx], val)
-                owned = True
+            acc = sum_rows(((run_val, run_idx), (e.value, e.idx)), uidx, n_batch)
             y = self.layer_decoder_list[s](acc)
             run_val, run_idx = (upsample2(y) if s > 0 else y), uidx
         stage_mask = torch.stack([stages[s] for s in range(4)], 1)

@@ -17,7 +17,7 @@ from ..routes import RouteMask, all_nodes, incoming, layer_scales, liveness, nod
 from .costs import cost_table
 from .head import Decoder
 from .layers import Stem, init_weights
-from .node import Edge, Node, NodeState, add_rows_, place_rows
+from .node import Edge, Node, NodeState, sum_rows
 
 OFFICIAL_EPS = 1e-4                     # thresholds of the official real-FLOPs count
 OFFICIAL_FLOPS_ALL = 26300e6            # official budget normaliser (FLOPs at 768x768)
@@ -219,33 +219,11 @@ def _gather(edges: list[Edge], live: torch.Tensor, live_idx: torch.Tensor, shape
             dtype: torch.dtype = torch.float32) -> torch.Tensor:
     """Sum the incoming edges into a tensor holding only the input-live rows (official order down, keep, up).
 
-    An edge that covers exactly the live rows, in order, is added directly (no copy, the dense executor's
-    arithmetic); any other edge is scattered with index_add into an owned buffer.
+    Summation rules: ``node.sum_rows``.
     """
-    k = live_idx.numel()
-    vals = [e for e in edges if e.value is not None and e.value.shape[0]]
-    if not vals:
-        return torch.zeros((k,) + tuple(shape[1:]), dtype=dtype, device=live.device)
-    pos, x, owned = None, None, False
-    for e in vals:
-        if e.value.shape[0] == k and (e.idx is live_idx or torch.equal(e.idx, live_idx)):
-            if x is None:
-                x = e.value
-            elif owned:
-                x.add_(e.value)
-            else:
-                x, owned = x + e.value, True
-            continue
-        if pos is None:
-            pos = torch.full((live.shape[0],), -1, dtype=torch.long, device=live.device)
-            pos[live_idx] = torch.arange(k, device=live.device)
-        if x is None:
-            x = place_rows(e.value, pos[e.idx], k)
-        else:
-            if not owned:
-                x = x.clone()
-            add_rows_(x, pos[e.idx], e.value)
-        owned = True
+    x = sum_rows(((e.value, e.idx) for e in edges), live_idx, live.shape[0])
+    if x is None:
+        return torch.zeros((live_idx.numel(),) + tuple(shape[1:]), dtype=dtype, device=live.device)
     return x
 
 

@@ -71,6 +71,39 @@ def add_rows_(buf: torch.Tensor, pos: torch.Tensor, v: torch.Tensor) -> torch.Te
     return buf
 
 
+def sum_rows(parts, rows: torch.Tensor, n_batch: int) -> torch.Tensor | None:
+    """Sum of ``(value, idx)`` parts into a tensor holding the batch rows ``rows`` only (None: no part).
+
+    A part that covers exactly ``rows``, in order, is added directly (no copy: the dense executor's arithmetic,
+    left to right); any other is scattered into an owned buffer (index_copy first, then index_add). Parts with
+    no value or no rows are left out. Shared by the node input aggregation (Eq. 1) and the sparse decoder.
+    """
+    k = rows.numel()
+    acc, owned, pos = None, False, None
+    for val, idx in parts:
+        if val is None or not val.shape[0]:
+            continue
+        if val.shape[0] == k and (idx is rows or torch.equal(idx, rows)):
+            if acc is None:
+                acc = val
+            elif owned:
+                acc.add_(val)
+            else:
+                acc, owned = acc + val, True
+            continue
+        if pos is None:
+            pos = torch.full((n_batch,), -1, dtype=torch.long, device=rows.device)
+            pos[rows] = torch.arange(k, device=rows.device)
+        if acc is None:
+            acc = place_rows(val, pos[idx], k)
+        else:
+            if not owned:
+                acc = acc.clone()
+            add_rows_(acc, pos[idx], val)
+        owned = True
+    return acc
+
+
 @dataclass
 class Edge:
     value: torch.Tensor | None      # [k, C, h, w] rows `idx` (sparse) or [N, C, h, w] (dense); None = nothing
