@@ -15,11 +15,11 @@ $(VENV)/.installed: requirements.txt pyproject.toml
 
 # Main job: every notebook on the embedded synthetic data (CPU scale) -> results/_synthetic/
 run: setup
-	$(BIN)/python -m dynroute_lib.runner --profile cpu -p DATA synthetic --results-root results/_synthetic
+	$(BIN)/python -m dynroute_lib run --profile cpu -p DATA synthetic --results-root results/_synthetic
 
 # Whole test suite (unit, official-fixture exactness, notebooks, real-browser inspector)
 test: setup
 	$(BIN)/python -m pytest -q
 
 smoke: setup
-	$(BIN)/python -m dynroute_lib.runner --smoke
+	$(BIN)/python -m dynroute_lib run --smoke

@@ -1,7 +1,10 @@
 """dynroute: Learning Dynamic Routing for Semantic Segmentation (Li et al., CVPR 2020), runnable and inspectable.
 
 Import-light on purpose: ``import dynroute_lib`` loads nothing heavy. Notebooks start with
-``from dynroute_lib import setup`` (see :mod:`dynroute_lib.session`); submodules are imported on use.
+``from dynroute_lib import setup`` (the notebook session, :mod:`dynroute_lib.notebook`); submodules are imported
+on use. The stages (docs/architecture.md): ``data`` -> ``model`` (+ ``routes``, ``flops``) -> ``engine`` (train,
+evaluate, checkpoints) -> ``analysis`` / ``inspector`` / ``bench`` -> ``notebook`` / ``runner`` -> notebooks;
+``python -m dynroute_lib`` is the command line.
 """
 from __future__ import annotations
 
@@ -11,13 +14,13 @@ __all__ = ["setup"]
 
 
 def setup(*args, **kwargs):
-    """Resolve a notebook run (smoke flag, device, seeds, output dir); see :func:`dynroute_lib.session.setup`."""
-    from .session import setup as _setup
+    """Resolve a notebook run (smoke flag, device, seeds, output dir); see :func:`dynroute_lib.notebook.setup`."""
+    from .notebook import setup as _setup
     return _setup(*args, **kwargs)
 
 
 def __getattr__(name: str):
-    # ``from dynroute_lib import tables, plots`` works without importing every submodule up front.
+    # ``from dynroute_lib import analysis, flops`` works without importing every submodule up front.
     if name.startswith("_"):
         raise AttributeError(name)
     try:

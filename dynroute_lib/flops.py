@@ -1,34 +1,30 @@
-"""FLOPs and parameters of any preset at any input size (spec Sec. 4; paper Tables 1-4 static columns).
+"""FLOPs and params of any preset or route at any input size (paper Sec. 3.3, Tables 1-4 static columns; spec Sec. 4).
 
-``python -m dynroute_lib.flops PRESET [--size H W] [--json]`` prints, with every path of the preset open
+``python -m dynroute_lib flops PRESET [--size H W] [--json]`` prints, with every path of the preset open
 (its fixed route for static networks), ``params_m``, ``gflops_official`` (official counting rules at the
 actual size, Sec. 4.1-4.6) and ``gmacs_true`` (torch.utils.flop_counter on the meta device: conv/matmul
 multiply-adds actually executed by the dense forward, FLOPs / 2). ``--table`` prints every preset against
-the paper.
+the paper (``analysis.paper``). ``static_route_flops`` prices a fixed route without running it (Table 1 routes).
+The counting itself is the model's own bookkeeping (``model.costs``), fed with a route's static liveness.
 """
 from __future__ import annotations
 
 import argparse
 import json
 import sys
+import tempfile
+from dataclasses import replace
+from pathlib import Path
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+from .analysis.paper import STATIC as PAPER
 from .config import PRESETS, get_preset
 from .model import build_model
+from .model.costs import cost_table
 from .model.node import NodeState
-from .routes import RouteMask, all_nodes, liveness
-
-# Paper static columns: (params M, GFLOPs at 1024x2048). Tables 2-4 (+ Layer33 from the Cityscapes table).
-PAPER = {
-    "dynamic_raw_l16": (17.8, 119.5), "dynamic_raw_l33": (None, 242.3), "fix_l16": (15.3, 103.1),
-    "cell_sep1": (12.6, 81.4), "cell_sep2": (17.8, 119.5), "cell_sep3": (22.9, 153.8),
-    "cell_bottleneck": (203.9, 1134.8), "cell_mbconv": (48.2, 323.8),
-    "act_softmax": (17.8, 120.0), "act_sigmoid": (17.8, 120.0), "act_relu_tanh": (17.8, 119.5),
-    "fcn32s": (2.9, 35.1), "deeplabv3": (3.7, 42.5), "unet": (6.1, 53.9), "hrnetv2": (5.4, 62.5),
-    "autodeeplab": (2.5, 33.1),
-}
+from .routes import RouteMask, all_nodes, liveness, node_paths
 
 
 def route_flops(net, height: int, width: int, mask: RouteMask | None = None) -> dict:
@@ -47,10 +43,22 @@ def route_flops(net, height: int, width: int, mask: RouteMask | None = None) -> 
     stages = torch.tensor([[any(ls >= s for ls in last_live) for s in range(4)]])
     was = net.training
     net.eval()
-    aux = net._aux(states, stages, height, width)
+    aux = net.routing_aux(states, stages, height, width)
     net.train(was)
     return {"gflops_official": aux.real_gflops.item(), "gflops_executed": aux.exec_gflops.item(),
             "expected_full_gflops": aux.expected_full_gflops}
+
+
+def dense_flops(cfg, height: int, width: int, gates: bool) -> float:
+    """FLOPs the dense executor runs per image: every cell (init cell too), every transform (last keep ReLUs
+    too), the head at true sizes, the stem, and every gate when learned gates run (official primitives)."""
+    t = cost_table(cfg.base_channels, cfg.cell_type, gates, cfg.small_gate, cfg.num_classes, height, width)
+    L = cfg.num_layers
+    total = t.stem + sum(t.head_true_stage)
+    for layer, s in all_nodes(L):
+        paths = node_paths(layer, s, L)
+        total += t.cell[s] + sum(t.trans[s][p] for p in paths) + (t.gate[s][len(paths)] if gates else 0.0)
+    return total
 
 
 def true_gmacs(cfg, height: int, width: int) -> float:
@@ -72,6 +80,40 @@ def count(preset: str, height: int = 1024, width: int = 2048, true_macs: bool = 
     if true_macs:
         out["gmacs_true"] = true_gmacs(cfg, height, width)
     return out
+
+
+def static_route_flops(cfg_or_mask, height: int = 1024, width: int = 2048, **overrides) -> dict:
+    """Parameters and official real FLOPs of a fixed-route network, without running it.
+
+    Official accounting (spec Sec. 4.5): stem + head (official, square maps) + the cell op of every
+    computed routing node + every open transform of a computed sender below the last layer (init cell
+    included, its cell op not); no gates in fixed mode.
+
+    Args:
+        cfg_or_mask: A fixed-mode ModelConfig, a preset name / mask path for ``get_preset``, or a RouteMask
+            (built with the ``fix_l16`` defaults at the mask's depth).
+        height: Padded input height.
+        width: Padded input width.
+        **overrides: ModelConfig field diffs (e.g. ``base_channels=8``) applied before building.
+
+    Returns:
+        ``{"params_m": float, "gflops_official": float}``.
+    """
+    if isinstance(cfg_or_mask, RouteMask):
+        with tempfile.TemporaryDirectory() as tmp:
+            path = cfg_or_mask.save(Path(tmp) / "route.json")
+            return static_route_flops(get_preset(str(path), **overrides), height, width)
+    if isinstance(cfg_or_mask, str):
+        cfg = get_preset(cfg_or_mask, **overrides)
+    else:
+        cfg = replace(cfg_or_mask, **overrides) if overrides else cfg_or_mask
+    if cfg.gate_mode != "fixed":
+        raise ValueError(f"static_route_flops needs a fixed-route config, got gate_mode={cfg.gate_mode!r}")
+    with torch.device("meta"):
+        net = build_model(cfg)
+    params = sum(p.numel() for p in net.parameters())
+    flops = route_flops(net, height, width)["gflops_official"] * 1e9     # the net's own bookkeeping
+    return {"params_m": params / 1e6, "gflops_official": flops / 1e9}
 
 
 def paper_table(height: int = 1024, width: int = 2048, true_macs: bool = True):
@@ -101,7 +143,7 @@ def _gap(ours: float, paper: float | None) -> float | None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m dynroute_lib.flops", description=__doc__.split("\n\n")[0])
+    ap = argparse.ArgumentParser(prog="python -m dynroute_lib flops", description=__doc__.split("\n\n")[0])
     ap.add_argument("preset", nargs="?", help="preset name or route-mask .json")
     ap.add_argument("--size", nargs=2, type=int, default=(1024, 2048), metavar=("H", "W"))
     ap.add_argument("--json", action="store_true", help="print one JSON object")

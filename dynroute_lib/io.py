@@ -1,4 +1,4 @@
-"""Atomic result writers, checkpoint loading and run provenance.
+"""Atomic result writers, checkpoint loading and run provenance (the results layout behind every table and figure).
 
 Implements the results layout of the project handbook (conventions §2 "Results layout":
 tidy CSV/JSON/PNG under ``results/<stem>/`` plus a ``run.json`` provenance record) and the
@@ -10,6 +10,7 @@ Every writer goes through a temporary file in the target directory followed by
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import math
 import os
@@ -95,8 +96,10 @@ def save_torch(path: str | Path, obj: Any) -> Path:
     return _atomic_write(path, lambda tmp: torch.save(obj, tmp))
 
 
-def load_checkpoint(path: str | Path) -> Any:
+def load_checkpoint(path: str | Path, *, mmap: bool = False) -> Any:
     """Loads a checkpoint on the CPU with ``weights_only=True`` (no arbitrary unpickling).
+
+    ``mmap=True`` maps the file instead of reading it (cheap when only a few entries are needed).
 
     Raises:
         FileNotFoundError: The file does not exist.
@@ -106,7 +109,7 @@ def load_checkpoint(path: str | Path) -> Any:
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint not found: {path}")
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        return torch.load(path, map_location="cpu", weights_only=True, **({"mmap": True} if mmap else {}))
     except Exception as exc:  # torch raises many types (pickle, zip, EOF, unsafe global...)
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
         raise ValueError(f"cannot load checkpoint {path}: {type(exc).__name__}: {first}") from exc
@@ -204,3 +207,9 @@ class Timer:
         if self._start is None:
             return 0.0
         return (self._end if self._end is not None else time.perf_counter()) - self._start
+
+
+def content_hash(obj: Any, n: int = 8) -> str:
+    """Short stable hash of a JSON-able object (train-recipe part of the run-cache key, route-mask digests)."""
+    text = json.dumps(_jsonable(obj), sort_keys=True)
+    return hashlib.sha1(text.encode()).hexdigest()[:n]

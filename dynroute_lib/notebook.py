@@ -1,4 +1,7 @@
-"""Notebook session: smoke flag, device, seeds, output directory, run configs and ``run.json`` (handbook Sec. 2).
+"""The notebook session: smoke flag, device, seeds, outputs, run configs and ``run.json`` (handbook Sec. 2).
+
+The notebooks that reproduce the paper (Tables 1-4, Fig. 5, Sec. 4) all go through it; ``from dynroute_lib
+import setup`` is this module's :func:`setup`.
 
 Every numbered notebook starts with ``ctx = setup("NN_name", smoke=SMOKE, ...)`` and ends with
 ``ctx.finish(globals())``. ``setup`` is the one place that turns the notebook parameters into a run:
@@ -14,8 +17,6 @@ Every numbered notebook starts with ``ctx = setup("NN_name", smoke=SMOKE, ...)``
 """
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 import random
 import time
@@ -39,7 +40,7 @@ def ignored_dir(path: Path) -> Path:
     path.mkdir(parents=True, exist_ok=True)
     marker = path / ".gitignore"
     if not marker.exists():
-        marker.write_text("# created by dynroute_lib.session: scratch output, never committed\n*\n")
+        marker.write_text("# created by dynroute_lib.notebook: scratch output, never committed\n*\n")
     return path
 
 
@@ -99,8 +100,13 @@ class Ctx:
 
     def scale(self) -> dict:
         """Data set, resolution, schedule and device of this run, stated next to every table."""
-        from .tables import run_scale
-        return run_scale(self)
+        from .io import device_name
+        mcfg, tcfg = self.run_config("dynamic_raw_l16")
+        res = tcfg.resize_hw or "native"
+        return {"data": tcfg.data, "resolution": "x".join(map(str, res)) if res != "native" else res,
+                "train_crop": "x".join(map(str, tcfg.crop_hw)), "iters": tcfg.iters, "batch": tcfg.batch,
+                "base_channels": mcfg.base_channels, "profile": "smoke" if self.smoke else self.profile,
+                "device": f"{self.device} ({device_name(self.device)})", "eval_limit": tcfg.eval_limit}
 
     # ---- outputs ---------------------------------------------------------------------------------------
     def path(self, name: str) -> Path:
@@ -182,14 +188,14 @@ def setup(stem: str, *, smoke: bool = False, seed: int = 0, device: str = "auto"
         stem: Notebook stem, e.g. ``"03_tables"``; outputs go to ``<results_root>/<stem>/``.
         smoke: Tiny CPU run; ORed with ``DYNROUTE_SMOKE=1``.
         seed: Seed of Python, NumPy and torch RNGs.
-        device: ``"auto"`` | ``"cpu"`` | ``"cuda"`` (see ``runtime.pick_device``).
+        device: ``"auto"`` | ``"cpu"`` | ``"cuda"`` (see ``engine.dist.pick_device``).
         results_root: ``""`` = ``results/`` (``results/_smoke/`` when smoke).
         profile: Training profile (``cpu`` | ``gpu`` | ``cpu_long``).
         data: Data set name overriding the profile's (``""`` = the profile's; smoke: ``synthetic``).
         data_root: Data root (``""`` = the data set's default).
     """
     from .config import TRAIN_PROFILES
-    from .runtime import pick_device
+    from .engine.dist import pick_device
     if profile not in TRAIN_PROFILES or profile == "smoke":
         valid = [p for p in TRAIN_PROFILES if p != "smoke"]
         raise ValueError(f"unknown PROFILE {profile!r}; valid: {', '.join(valid)} (smoke: SMOKE=True)")
@@ -209,9 +215,3 @@ def setup(stem: str, *, smoke: bool = False, seed: int = 0, device: str = "auto"
               data_root=data_root, results_root=root, out=out)
     print(f"{stem}: smoke={smoke} profile={profile} device={dev} data={ctx.train_config.data} -> {out}")
     return ctx
-
-
-def content_hash(obj: Any, n: int = 8) -> str:
-    """Short stable hash of a JSON-able object (train-recipe part of the run-cache key)."""
-    text = json.dumps(io._jsonable(obj), sort_keys=True)
-    return hashlib.sha1(text.encode()).hexdigest()[:n]

@@ -1,6 +1,7 @@
 """Run the numbered notebooks with papermill, in order, into ``results/<stem>/`` (handbook Sec. 2 "One runner").
 
-``python -m dynroute_lib.runner [--smoke] [--only NN ...] [--profile cpu|gpu] [-p NAME VALUE ...]``
+The batch reproduction of the paper's Tables 1-4 and Fig. 5 (Sec. 4):
+``python -m dynroute_lib run [--smoke] [--only NN ...] [--profile cpu|gpu] [-p NAME VALUE ...]``
 
 * Notebooks ``notebooks/NN_*.ipynb`` run in numeric order; ``--only 03 04`` picks some (by number or stem).
 * Every ``-p NAME VALUE`` is checked against the notebooks' ``parameters`` cells *before anything runs*: a
@@ -168,7 +169,7 @@ def describe_failure(err, out: Path) -> str:
 
 
 def _parse_args(argv):
-    ap = argparse.ArgumentParser(prog="python -m dynroute_lib.runner", description=__doc__.split("\n\n")[0])
+    ap = argparse.ArgumentParser(prog="python -m dynroute_lib run", description=__doc__.split("\n\n")[0])
     ap.add_argument("--smoke", action="store_true", help="tiny CPU run on the embedded data (results/_smoke)")
     ap.add_argument("--only", nargs="+", metavar="NN", help="notebook numbers or stems to run (default: all)")
     ap.add_argument("--profile", choices=["cpu", "gpu", "cpu_long"], help="sets PROFILE in every notebook")
@@ -182,7 +183,7 @@ def _parse_args(argv):
 
 
 def main(argv: list[str] | None = None) -> int:
-    from .session import resolve_results_root
+    from .notebook import resolve_results_root
     a = _parse_args(argv)
     params = {k: v for k, v in a.param}
     if a.smoke:

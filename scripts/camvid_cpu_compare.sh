@@ -10,8 +10,8 @@ BUDGET=${1:-20}
 RUNS=${2:-runs/camvid_cpu}
 mkdir -p "$RUNS"
 for preset in dynamic_raw_l16 fix_l16 lraspp_mbv3; do
-  OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 .venv/bin/python -m dynroute_lib.train "$preset" --profile cpu_long \
+  OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 .venv/bin/python -m dynroute_lib train "$preset" --profile cpu_long \
       --data camvid --cpu-budget-min "$BUDGET" --out "$RUNS/$preset" --eval > "$RUNS/$preset.log" 2>&1 &
 done
 wait
-.venv/bin/python -m dynroute_lib.compare "$RUNS" --out results/camvid_cpu
+.venv/bin/python -m dynroute_lib compare "$RUNS" --out results/camvid_cpu

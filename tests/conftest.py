@@ -39,6 +39,18 @@ def tiny(preset: str, *, calibrate: bool = True, seed: int = 0, **over) -> torch
     return calibrate_bn(net) if calibrate else net.eval()
 
 
+@pytest.fixture(scope="module")
+def one_thread():
+    """Tiny convs on a shared 2-core machine run several times faster on one intra-op thread (restored after).
+
+    Modules use it with ``pytestmark = pytest.mark.usefixtures("one_thread")``.
+    """
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 @pytest.fixture(scope="session")
 def official_dir() -> Path:
     if not (OFFICIAL_FIXTURE / "official_weights.pth").is_file():

@@ -9,7 +9,7 @@ import torch.distributed as dist
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from dynroute_lib.config import for_run  # noqa: E402
-from dynroute_lib.train import train  # noqa: E402
+from dynroute_lib.engine.train import train  # noqa: E402
 
 out = Path(sys.argv[1])
 m, t = for_run("dynamic_raw_l16", smoke=True)

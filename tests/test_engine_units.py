@@ -11,11 +11,11 @@ import torch
 from torch import nn
 
 from dynroute_lib import io as dio
-from dynroute_lib.logging_utils import CsvLogger
-from dynroute_lib.metrics import FlopsStats, StreamSegMetrics
-from dynroute_lib.optim import build_optimizer, clip_grad, param_groups, set_lr
-from dynroute_lib.precise_bn import recompute_bn_stats
-from dynroute_lib.schedule import budget_weight_at, drop_path_keep_prob, lr_at
+from dynroute_lib.engine.csv_log import CsvLogger
+from dynroute_lib.engine.metrics import FlopsStats, StreamSegMetrics
+from dynroute_lib.engine.optim import build_optimizer, clip_grad, param_groups, set_lr
+from dynroute_lib.engine.precise_bn import recompute_bn_stats
+from dynroute_lib.engine.schedule import budget_weight_at, drop_path_keep_prob, lr_at
 
 # Hand-made 3-class case. Confusion (rows gt, cols pred): [[1,1,0],[0,2,0],[1,0,1]];
 # the last pixel is ignored. IoU = [1/3, 2/3, 1/2] -> mIoU 50 %, pixel acc 4/6,

@@ -12,12 +12,14 @@ import pytest
 import torch
 from matplotlib.figure import Figure
 
-from dynroute_lib import inspect as insp
-from dynroute_lib.config import get_preset
+from dynroute_lib import notebook
+from dynroute_lib.analysis.route_plot import draw_route_grid, node_states, node_values, scale_activity
+from dynroute_lib.config import for_run, get_preset
 from dynroute_lib.data import DATASETS, build_dataset
+from dynroute_lib.inspector import records as insp
+from dynroute_lib.inspector import view
 from dynroute_lib.io import save_torch
 from dynroute_lib.model import build_model
-from dynroute_lib.route_plot import draw_route_grid, node_states, node_values, scale_activity
 from dynroute_lib.routes import RouteMask, all_nodes, node_key, node_paths
 
 INFO = DATASETS["synthetic"]
@@ -104,19 +106,19 @@ def test_render_inspection_synthetic_record():
     rec, other = synthetic_record(0, 0), synthetic_record(1, 1)
     stats = insp.flops_summary([rec, other])
     assert stats == {"mean": 1.5, "min": 1.0, "max": 2.0}
-    fig = insp.render_inspection(rec, info=INFO, flops_stats=stats)
+    fig = view.render_inspection(rec, info=INFO, flops_stats=stats)
     assert isinstance(fig, Figure) and len(fig.axes) == 4
-    fig = insp.render_inspection(rec, info=INFO, flops_stats=insp.flops_summary([rec, other], "executed"),
+    fig = view.render_inspection(rec, info=INFO, flops_stats=insp.flops_summary([rec, other], "executed"),
                                  show_gt=True, threshold=0.5, flops_kind="executed", compare=other)
     assert len(fig.axes) == 10 and len(_paths(fig)) == 2 * N_PATHS
     fig.canvas.draw()
     no_gt = dict(rec, gt=None, index=-1)
-    assert isinstance(insp.render_inspection(no_gt, info=INFO, flops_stats=None, show_gt=True), Figure)
+    assert isinstance(view.render_inspection(no_gt, info=INFO, flops_stats=None, show_gt=True), Figure)
     with pytest.raises(ValueError, match="FLOPs kind"):
-        insp.render_inspection(rec, info=INFO, flops_stats=stats, flops_kind="wall")
+        view.render_inspection(rec, info=INFO, flops_stats=stats, flops_kind="wall")
     with pytest.raises(ValueError):
         insp.flops_summary([])
-    assert isinstance(insp.render_records_grid([rec, other], INFO), Figure)
+    assert isinstance(view.render_records_grid([rec, other], INFO), Figure)
 
 
 # ---- records ---------------------------------------------------------------------------------------
@@ -161,7 +163,7 @@ def test_image_record_and_bad_upload(tiny):
 def test_load_model_untrained_banner():
     model, banner = insp.load_model_for_inspection(None, num_classes=INFO.num_classes, smoke=True)
     assert "untrained" in banner and "random" in banner
-    assert model.cfg.base_channels == insp.SMOKE_CHANNELS and not model.training
+    assert model.cfg.base_channels == for_run("dynamic_raw_l16", smoke=True)[0].base_channels and not model.training
 
 
 def test_load_model_checkpoint_and_bad_ones(tiny, tmp_path):
@@ -188,17 +190,16 @@ def test_load_model_checkpoint_and_bad_ones(tiny, tmp_path):
         insp.load_model_for_inspection(bare, num_classes=INFO.num_classes)
 
 
-def test_run_settings_smoke_never_in_results(monkeypatch, tmp_path):
-    monkeypatch.setattr(insp, "RESULTS_DIR", tmp_path / "results")
-    monkeypatch.setattr(insp, "SMOKE_RESULTS_DIR", tmp_path / "results" / "_smoke")
+def test_inspection_dataset_and_model_follow_the_session(monkeypatch, tmp_path):
+    monkeypatch.setattr(notebook, "RESULTS_DIR", tmp_path / "results")
+    monkeypatch.setattr(notebook, "SMOKE_RESULTS_DIR", tmp_path / "results" / "_smoke")
     monkeypatch.setenv("DYNROUTE_SMOKE", "1")
-    run = insp.run_settings("05_x", device="auto", n_images=8)
-    assert run.smoke and run.out_dir == tmp_path / "results" / "_smoke" / "05_x" and run.n_images == 4
-    run = insp.run_settings("05_x", results_root=str(tmp_path / "results"))
-    assert run.out_dir == tmp_path / "results" / "_smoke" / "05_x"
+    ctx = notebook.setup("05_x", device="cpu", data="synthetic")
+    assert ctx.smoke and ctx.out == (tmp_path / "results" / "_smoke" / "05_x").resolve()
+    assert len(insp.inspection_dataset(ctx, 8)) == insp.SMOKE_IMAGES
     monkeypatch.delenv("DYNROUTE_SMOKE")
-    run = insp.run_settings("05_x", results_root=str(tmp_path / "elsewhere"), device="cpu")
-    assert not run.smoke and run.out_dir == tmp_path / "elsewhere" / "05_x" and run.device == "cpu"
+    ctx = notebook.setup("05_x", device="cpu", data="synthetic", results_root=str(tmp_path / "elsewhere"))
+    assert not ctx.smoke and len(insp.inspection_dataset(ctx, 6)) == 6
 
 
 # ---- widget (headless: no front end, only the kernel-side objects) ----------------------------------
@@ -206,7 +207,8 @@ def test_widget_headless(tiny, val2, tmp_path):
     pytest.importorskip("ipywidgets")
     _, model = tiny
     recs = insp.collect_records(model, val2, [0, 1])
-    ui = insp.make_inspector(recs, info=INFO, dataset=val2, model=model, banner="tiny",
+    from dynroute_lib.inspector import widget
+    ui = widget.make_inspector(recs, info=INFO, dataset=val2, model=model, banner="tiny",
                              sources=[("tiny", "current"), ("bad", f"ckpt:{tmp_path / 'missing.pt'}")])
     first = ui.out.outputs[0]["data"]["image/png"]
     assert ui.slider.continuous_update is False and ui.selected_index == 0

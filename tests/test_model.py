@@ -8,6 +8,7 @@ import torch
 from conftest import tiny
 
 from dynroute_lib.config import PRESETS, get_preset
+from dynroute_lib.engine.schedule import budget_weight_at
 from dynroute_lib.flops import count, route_flops
 from dynroute_lib.model import build_model
 from dynroute_lib.model.costs import official_flops
@@ -19,7 +20,7 @@ from dynroute_lib.routes import RouteMask, node_key
 def _buildable(name: str) -> bool:
     if PRESETS[name].route not in ("all",) and PRESETS[name].gate_mode == "fixed":
         try:
-            import dynroute_lib.routes_modeled  # noqa: F401
+            import dynroute_lib.routes.modeled  # noqa: F401
         except ImportError:
             return False
     return True
@@ -31,7 +32,7 @@ DYNAMIC = [n for n, c in PRESETS.items() if c.arch == "dynamic"]
 @pytest.mark.parametrize("name", DYNAMIC)
 def test_preset_forward_backward(name):
     if not _buildable(name):
-        pytest.skip("routes_modeled not available")
+        pytest.skip("routes.modeled not available")
     cfg = get_preset(name, base_channels=8, num_classes=5)
     torch.manual_seed(0)
     net = build_model(cfg).train()
@@ -41,7 +42,7 @@ def test_preset_forward_backward(name):
     logits, aux = net(x)
     assert logits.shape == (2, 5, 64, 96)
     assert torch.isfinite(logits).all()
-    losses = net.loss(logits, target, aux, progress=0.5)
+    losses = net.loss(logits, target, aux, budget_w=budget_weight_at(0.5))
     losses["loss"].backward()
     grads = [p.grad for p in net.parameters() if p.grad is not None]
     assert grads and all(torch.isfinite(g).all() for g in grads)
@@ -174,11 +175,11 @@ def test_budget_loss_schedule():
     net = tiny("dynamic_a", calibrate=False, num_layers=3)
     net.train()
     _, aux = net(torch.randn(2, 3, 64, 64) * 50)
-    assert net.budget_loss(aux, 0.39).item() == 0.0
+    assert net.budget_loss(aux, budget_weight_at(0.39)).item() == 0.0
     ratio = (aux.expected_gflops.mean() / aux.expected_full_gflops).item()
     full = 0.8 * (ratio - 0.1) ** 2
-    assert math.isclose(net.budget_loss(aux, 0.41).item(), 0.5 * full, rel_tol=1e-4)
-    assert math.isclose(net.budget_loss(aux, 0.9).item(), full, rel_tol=1e-4)
+    assert math.isclose(net.budget_loss(aux, budget_weight_at(0.41)).item(), 0.5 * full, rel_tol=1e-4)
+    assert math.isclose(net.budget_loss(aux, budget_weight_at(0.9)).item(), full, rel_tol=1e-4)
 
 
 # ---- FLOPs ------------------------------------------------------------------------------------------------

@@ -90,8 +90,8 @@ TABLE_COLS = ["preset", "paper_miou_pct", "ours_miou_pct", "paper_gflops", "ours
 
 
 def check_03(out):
-    from dynroute_lib.route_stats import FIG5_MODELS
-    from dynroute_lib.tables import PAPER, TABLES
+    from dynroute_lib.analysis.paper import PAPER, TABLES
+    from dynroute_lib.analysis.route_stats import FIG5_MODELS
     for name, rows in TABLES.items():
         df = _csv(out, f"{name}.csv", TABLE_COLS, rows=len(rows))
         assert df["preset"].tolist() == [p for p, _, _ in rows]

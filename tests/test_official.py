@@ -13,8 +13,8 @@ from PIL import Image
 from dynroute_lib.config import get_preset
 from dynroute_lib.data import normalize
 from dynroute_lib.model import build_model
-from dynroute_lib.official import (CheckpointMismatch, load_into, load_official, read_state_dict,
-                                   save_official, to_official)
+from dynroute_lib.model.official import (CheckpointMismatch, load_into, load_official, read_state_dict,
+                                         save_official, to_official)
 
 MEAN_BGR = np.array([103.530, 116.280, 123.675], dtype=np.float32)
 
@@ -120,7 +120,7 @@ def test_not_a_checkpoint(tmp_path):
 
 
 def test_evaluate_cli_on_official_checkpoint(official_dir, tmp_path):
-    """`python -m dynroute_lib.evaluate official.pth --preset ...` on a tiny Cityscapes-layout data set."""
+    """`python -m dynroute_lib evaluate official.pth --preset ...` on a tiny Cityscapes-layout data set."""
     root = tmp_path / "cityscapes"
     img_dir, lbl_dir = root / "leftImg8bit/val/aachen", root / "gtFine/val/aachen"
     img_dir.mkdir(parents=True)
@@ -130,7 +130,7 @@ def test_evaluate_cli_on_official_checkpoint(official_dir, tmp_path):
     label = np.full(rgb.shape[:2], 7, np.uint8)            # labelId 7 = road
     label[:40] = 23                                        # sky
     Image.fromarray(label).save(lbl_dir / "aachen_000000_000019_gtFine_labelIds.png")
-    cmd = [sys.executable, "-m", "dynroute_lib.evaluate", str(official_dir / "official_weights.pth"),
+    cmd = [sys.executable, "-m", "dynroute_lib", "evaluate", str(official_dir / "official_weights.pth"),
            "--preset", "dynamic_raw_l16", "--data", "cityscapes", "--data-root", str(root), "--json"]
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr

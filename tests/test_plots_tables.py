@@ -1,4 +1,4 @@
-"""Unit tests of the notebook library: session, table builders, statistics, plots (seconds, headless)."""
+"""Unit tests of the notebook library: notebook session, table builders, statistics, plots (seconds, headless)."""
 from __future__ import annotations
 
 import json
@@ -9,33 +9,34 @@ import pandas as pd
 import pytest
 from matplotlib.figure import Figure
 
-from dynroute_lib import data_overview, flops_table, plots, route_stats, session, tables
+from dynroute_lib import notebook
+from dynroute_lib.analysis import data_overview, paper, plots, route_stats, static_costs, tables
 from dynroute_lib.data import DATASETS
 
 matplotlib.use("Agg")
 
 
-# ---- session ---------------------------------------------------------------------------------------------------
+# ---- notebook session ------------------------------------------------------------------------------------------
 @pytest.fixture
 def fake_results(tmp_path, monkeypatch):
     res = tmp_path / "results"
-    monkeypatch.setattr(session, "RESULTS_DIR", res)
-    monkeypatch.setattr(session, "SMOKE_RESULTS_DIR", res / "_smoke")
+    monkeypatch.setattr(notebook, "RESULTS_DIR", res)
+    monkeypatch.setattr(notebook, "SMOKE_RESULTS_DIR", res / "_smoke")
     monkeypatch.delenv("DYNROUTE_SMOKE", raising=False)
     return res
 
 
 def test_smoke_never_writes_into_results(fake_results):
-    assert session.resolve_results_root("", smoke=False) == fake_results.resolve()
-    smoke = session.resolve_results_root("", smoke=True)
+    assert notebook.resolve_results_root("", smoke=False) == fake_results.resolve()
+    smoke = notebook.resolve_results_root("", smoke=True)
     assert smoke == (fake_results / "_smoke").resolve()
-    assert session.resolve_results_root(str(fake_results), smoke=True) == smoke
+    assert notebook.resolve_results_root(str(fake_results), smoke=True) == smoke
     assert (smoke / ".gitignore").read_text().strip().endswith("*")
 
 
 def test_setup_env_forces_smoke_and_finish_writes_run_json(fake_results, tmp_path, monkeypatch):
     monkeypatch.setenv("DYNROUTE_SMOKE", "1")
-    ctx = session.setup("99_test", smoke=False, seed=3, device="cpu", results_root=str(tmp_path / "r"))
+    ctx = notebook.setup("99_test", smoke=False, seed=3, device="cpu", results_root=str(tmp_path / "r"))
     assert ctx.smoke and ctx.out == (tmp_path / "r" / "99_test").resolve()
     assert ctx.train_config.data == "synthetic" and ctx.checkpoints_root.is_relative_to(tmp_path / "r")
     ctx.save_csv("a.csv", pd.DataFrame({"x_m": [1]}))
@@ -47,13 +48,13 @@ def test_setup_env_forces_smoke_and_finish_writes_run_json(fake_results, tmp_pat
 
 def test_setup_rejects_unknown_profile_and_data(tmp_path):
     with pytest.raises(ValueError, match="PROFILE"):
-        session.setup("99_test", profile="tpu", results_root=str(tmp_path))
+        notebook.setup("99_test", profile="tpu", results_root=str(tmp_path))
     with pytest.raises(ValueError, match="cityscapes"):
-        session.setup("99_test", data="kitti", results_root=str(tmp_path))
+        notebook.setup("99_test", data="kitti", results_root=str(tmp_path))
 
 
 def test_run_config_overrides(tmp_path):
-    ctx = session.setup("99_test", smoke=False, profile="cpu", results_root=str(tmp_path), data="synthetic")
+    ctx = notebook.setup("99_test", smoke=False, profile="cpu", results_root=str(tmp_path), data="synthetic")
     m, t = ctx.run_config("dynamic_a", iters=None)
     assert t.data == "synthetic" and t.iters == 100 and m.num_classes == DATASETS["synthetic"].num_classes
     assert ctx.run_config("dynamic_a", iters=7)[1].iters == 7
@@ -61,10 +62,10 @@ def test_run_config_overrides(tmp_path):
 
 # ---- cache-or-train --------------------------------------------------------------------------------------------
 def test_train_or_load_reuses_matching_checkpoint(tmp_path, monkeypatch):
-    ctx = session.setup("99_test", smoke=True, device="cpu", results_root=str(tmp_path))
+    ctx = notebook.setup("99_test", smoke=True, device="cpu", results_root=str(tmp_path))
     run = tables.train_or_load("fcn32s", ctx)
     assert (run / "model_final.pt").is_file() and (run / "train_log.csv").is_file()
-    import dynroute_lib.train as train_mod
+    import dynroute_lib.engine.train as train_mod
     monkeypatch.setattr(train_mod, "train", lambda *a, **k: pytest.fail("cached run retrained"))
     assert tables.train_or_load("fcn32s", ctx) == run
     assert tables.run_dir_for(*ctx.run_config("fcn32s", iters=2), ctx) != run    # another recipe, another entry
@@ -76,7 +77,7 @@ def test_plan_dedupes_aliases_limit_and_skip():
     assert plan["model"].tolist()[0] == "dynamic_raw_l16"
     raw = plan.set_index("model").loc["dynamic_raw_l16", "aliases"].split()
     assert set(raw) == {"dynamic_raw_l16", "cell_sep2", "act_relu_tanh"}
-    every = {p for rows in tables.TABLES.values() for p, _, _ in rows}
+    every = {p for rows in paper.TABLES.values() for p, _, _ in rows}
     assert {a for al in plan["aliases"] for a in al.split()} == every
     assert plan["model"].tolist().index("common_a") > plan["model"].tolist().index("dynamic_a")
     limited = tables.plan_runs(limit=2, skip=["dynamic_raw_l16"])
@@ -181,7 +182,7 @@ def test_plots_return_figures():
                                                 "images_with_class_pct": [100, 50]})),
             plots.object_sizes(data_overview.region_size_hist(pd.DataFrame(
                 {"class": ["car", "car"], "area_px": [20, 400], "area_frac": [0.01, 0.2]}), bins=4)),
-            plots.routing_space({k: v for k, v in list(flops_table.route_masks().items())[:2]}),
+            plots.routing_space({k: v for k, v in list(static_costs.route_masks().items())[:2]}),
             plots.flops_vs_paper(flops), plots.training_curves(log, "t"), plots.miou_vs_gflops(table),
             plots.route_activation(act), plots.route_activation_grids(act),
             plots.flops_distribution(pd.DataFrame({"model": ["a", "a", "b"], "real_gflops": [1.0, 2.0, 3.0]})),

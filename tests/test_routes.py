@@ -12,29 +12,26 @@ import numpy as np
 import pytest
 import torch
 
-from dynroute_lib import routes_common
+from dynroute_lib.analysis.paper import TABLE1_MODELED
 from dynroute_lib.config import get_preset
+from dynroute_lib.engine import common_route
+from dynroute_lib.engine.common_route import collect_gate_records
+from dynroute_lib.engine.precise_bn import recompute_bn_stats
+from dynroute_lib.flops import static_route_flops
 from dynroute_lib.model import build_model
-from dynroute_lib.precise_bn import recompute_bn_stats
-from dynroute_lib.routes import RouteMask, all_nodes, liveness, node_key, node_paths
-from dynroute_lib.routes_common import collect_gate_records, extract_common, path_frequencies
-from dynroute_lib.routes_modeled import MODELED, PAPER_TABLE1, modeled_route, static_route_flops
+from dynroute_lib.routes import RouteMask, all_nodes, liveness, node_key, node_paths, parse_node_key
+from dynroute_lib.routes.common import extract_common, path_frequencies
+from dynroute_lib.routes.modeled import MODELED, modeled_route
 
 SMALL = dict(base_channels=8, num_classes=5)
 H, W = 64, 96
 OUTPUT_SCALES = {"fcn32s": {3}, "deeplabv3": {2}, "unet": {0}, "hrnetv2": {0, 1, 2, 3}, "autodeeplab": {1}}
-# Documented in routes_modeled's docstring: (params M, official GFLOPs at 1024x2048).
+# Documented in routes/modeled.py's docstring: (params M, official GFLOPs at 1024x2048).
 OURS = {"fcn32s": (2.85, 25.2), "deeplabv3": (3.72, 28.5), "unet": (6.08, 58.4), "hrnetv2": (5.44, 62.2),
         "autodeeplab": (2.51, 26.3)}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny convs on a shared 2-core machine run several times faster on one thread (restored after)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _calibrated_fixed(name: str, seed: int = 0):
@@ -92,7 +89,7 @@ def test_table1_params_and_flops():
         r = static_route_flops(name)
         assert r["params_m"] == pytest.approx(params, abs=0.005), name
         assert r["gflops_official"] == pytest.approx(gflops, abs=0.05), name
-        assert abs(r["params_m"] / PAPER_TABLE1[name][0] - 1) < 0.02, name
+        assert abs(r["params_m"] / TABLE1_MODELED[name][0] - 1) < 0.02, name
 
 
 @pytest.mark.parametrize("name", list(MODELED))
@@ -197,10 +194,10 @@ def test_collect_records_and_cli_write_a_usable_preset(tmp_path, monkeypatch, ca
 
     ckpt = tmp_path / "dyn.pth"
     torch.save({"model": net.state_dict(), "config": cfg.to_dict()}, ckpt)
-    monkeypatch.setattr(routes_common, "build_dataset", lambda *a, **k: ds)
+    monkeypatch.setattr(common_route, "build_dataset", lambda *a, **k: ds)
     out, freqs_out = tmp_path / "common_x.json", tmp_path / "freqs.json"
-    mask = routes_common.main([str(ckpt), "--data", "synthetic", "--threshold", "0.95", "--out", str(out),
-                               "--freqs-out", str(freqs_out)])
+    mask = common_route.main([str(ckpt), "--data", "synthetic", "--threshold", "0.95", "--out", str(out),
+                              "--freqs-out", str(freqs_out)])
     assert json.loads(capsys.readouterr().out)["images"] == 3
     assert RouteMask.load(out).paths == mask.paths and mask.name == "common_x"
     assert json.loads(freqs_out.read_text())["images"] == 3
@@ -213,7 +210,7 @@ def test_collect_records_and_cli_write_a_usable_preset(tmp_path, monkeypatch, ca
 
 # ---- figure ---------------------------------------------------------------------------------------------------
 def test_draw_each_modeled_route():
-    route_plot = pytest.importorskip("dynroute_lib.route_plot")
+    route_plot = pytest.importorskip("dynroute_lib.analysis.route_plot")
     import matplotlib
     matplotlib.use("Agg")
     from matplotlib.figure import Figure
@@ -221,6 +218,14 @@ def test_draw_each_modeled_route():
         mask = modeled_route(name)
         fig = route_plot.draw_route_grid({node_key(*n): v for n, v in mask.paths.items()}, 16, title=name)
         assert isinstance(fig, Figure) and fig.axes and fig.axes[0].lines
+
+
+def test_node_keys_round_trip():
+    for n in all_nodes(16):
+        assert parse_node_key(node_key(*n)) == n
+    for bad in ("x0_s0", "l0s0", "l0_s", "gates", "l1_s2_x"):
+        with pytest.raises(ValueError, match="node key"):
+            parse_node_key(bad)
 
 
 @pytest.mark.parametrize("obj", [{"num_layers": 4, "nodes": []}, {"num_layers": 4, "nodes": {"l9_s0": [1]}}])

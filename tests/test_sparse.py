@@ -24,7 +24,7 @@ from dynroute_lib.config import PRESETS, get_preset
 from dynroute_lib.model import build_model
 from dynroute_lib.model.costs import cost_table
 from dynroute_lib.model.node import Node
-from dynroute_lib.random_routes import keep_rate, random_routes, routing_flops
+from dynroute_lib.routes.random_masks import keep_rate, random_routes, routing_flops
 from dynroute_lib.routes import RouteMask, all_nodes, layer_scales, liveness, node_paths
 
 TOL = 1e-5
@@ -32,13 +32,7 @@ H, W = 64, 96
 SMALL = dict(base_channels=8, num_classes=5)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny tensors: one intra-op thread is faster, and robust when the CPU is shared."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _reduced(name: str):
@@ -48,9 +42,9 @@ def _reduced(name: str):
         pytest.skip(f"{name}: arch {cfg.arch!r} is not a routing network (no sparse executor)")
     if cfg.gate_mode == "fixed" and cfg.route not in ("all",) and not cfg.route.endswith(".json"):
         try:
-            from dynroute_lib.routes_modeled import modeled_route
+            from dynroute_lib.routes.modeled import modeled_route
         except ImportError as e:
-            pytest.skip(f"{name}: dynroute_lib.routes_modeled not importable yet ({e})")
+            pytest.skip(f"{name}: dynroute_lib.routes.modeled not importable yet ({e})")
         try:
             modeled_route(cfg.route, 4)
         except ValueError:

@@ -13,8 +13,9 @@ import torch
 
 from dynroute_lib import io
 from dynroute_lib.config import for_run
-from dynroute_lib.evaluate import evaluate_checkpoint
-from dynroute_lib.train import load_model, train
+from dynroute_lib.engine.checkpoint import load_model
+from dynroute_lib.engine.evaluate import evaluate_checkpoint
+from dynroute_lib.engine.train import train
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -73,7 +74,7 @@ def test_nonfinite_loss_stops_with_iteration_and_keeps_checkpoint(tmp_path):
     before = _weights(tmp_path / "last.pt")
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     # lr 1e30 blows the weights up: the loss becomes non-finite within a few iterations
-    cmd = [sys.executable, "-m", "dynroute_lib.train", "dynamic_a", "--smoke", "--out", str(tmp_path / "nan"),
+    cmd = [sys.executable, "-m", "dynroute_lib", "train", "dynamic_a", "--smoke", "--out", str(tmp_path / "nan"),
            "--lr", "1e30", "--iters", "6"]
     out = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
     assert out.returncode == 3, out.stderr[-2000:]

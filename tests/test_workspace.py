@@ -32,7 +32,7 @@ def test_readme_opens_with_the_two_commands_and_ci_runs_the_test_one():
 
 
 def test_flops_cli_json():
-    out = subprocess.run([sys.executable, "-m", "dynroute_lib.flops", "fix_l16", "--size", "512", "1024",
+    out = subprocess.run([sys.executable, "-m", "dynroute_lib", "flops", "fix_l16", "--size", "512", "1024",
                           "--json"], capture_output=True, text=True, cwd=ROOT, timeout=300)
     assert out.returncode == 0, out.stderr
     r = json.loads(out.stdout)
@@ -44,6 +44,45 @@ def test_flops_cli_json():
 
 def test_flops_cli_bad_input():
     for args, needle in ((["nope"], "valid presets"), (["fix_l16", "--size", "100", "200"], "multiples of 32")):
-        out = subprocess.run([sys.executable, "-m", "dynroute_lib.flops", *args], capture_output=True, text=True,
+        out = subprocess.run([sys.executable, "-m", "dynroute_lib", "flops", *args], capture_output=True, text=True,
                              cwd=ROOT, timeout=300)
         assert out.returncode == 2 and needle in out.stderr and "Traceback" not in out.stderr
+
+
+DOCS = ["README.md", "Makefile", "data/README.md", "scripts/*.sh", "docs/*.md", "notebooks/*.ipynb", ".ci/run"]
+
+
+def _doc_text() -> str:
+    return "\n".join(p.read_text() for pat in DOCS for p in sorted(ROOT.glob(pat)))
+
+
+def test_documented_module_paths_and_commands_exist():
+    """Every ``dynroute_lib.x.y`` / ``dynroute_lib/x/y.py`` the docs name is a module (or a module's attribute),
+    and every ``python -m dynroute_lib COMMAND`` is a command of the dispatcher (no stale layout in the docs)."""
+    from dynroute_lib.__main__ import COMMANDS
+    text = _doc_text()
+    pkg = ROOT / "dynroute_lib"
+
+    def is_module(parts) -> bool:
+        path = pkg.joinpath(*parts)
+        return path.with_suffix(".py").is_file() or (path / "__init__.py").is_file()
+
+    stale = []
+    for m in re.finditer(r"dynroute_lib((?:\.[A-Za-z_]\w*)+)", text):
+        parts = m.group(1).strip(".").split(".")
+        if not (is_module(parts) or is_module(parts[:-1]) and parts[:-1]):
+            stale.append(m.group(0))
+    for m in re.finditer(r"dynroute_lib((?:/\w+)+)(\.py)?", text):
+        parts = m.group(1).strip("/").split("/")
+        if not (pkg.joinpath(*parts).with_suffix(".py" if m.group(2) else "").exists()):
+            stale.append(m.group(0))
+    for m in re.finditer(r"-m dynroute_lib ([a-z][\w-]*)(?: ([a-z][\w-]*))?", text):
+        one, two = m.group(1), f"{m.group(1)} {m.group(2)}"
+        if one not in COMMANDS and two not in COMMANDS:
+            stale.append(m.group(0))
+    assert not stale, f"docs name paths or commands that do not exist: {sorted(set(stale))}"
+
+
+def test_command_line_dispatcher():
+    from dynroute_lib.__main__ import main
+    assert main(["--help"]) == 0 and main([]) == 2 and main(["nope"]) == 2

@@ -1,7 +1,7 @@
-"""Side-by-side summary of trained runs (issue 5 CPU comparison): mIoU, FLOPs, params, wall time.
+"""Side-by-side summary of trained runs (issue 5 CPU comparison, beyond the paper): mIoU, FLOPs, params, wall time.
 
-``python -m dynroute_lib.compare RUNS_DIR --out results/camvid_cpu`` reads every ``RUNS_DIR/<name>/train.json``
-(written by ``python -m dynroute_lib.train ... --eval``) and writes ``comparison.csv`` + ``run.json``.
+``python -m dynroute_lib compare RUNS_DIR --out results/camvid_cpu`` reads every ``RUNS_DIR/<name>/train.json``
+(written by ``python -m dynroute_lib train ... --eval``) and writes ``comparison.csv`` + ``run.json``.
 """
 from __future__ import annotations
 
@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from . import io
-from .config import ModelConfig
-from .model import build_model
+from .. import io
+from ..config import ModelConfig
+from ..model import build_model
 
 
 def summarise(runs: Path) -> pd.DataFrame:
@@ -43,7 +43,7 @@ def summarise(runs: Path) -> pd.DataFrame:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m dynroute_lib.compare")
+    ap = argparse.ArgumentParser(prog="python -m dynroute_lib compare")
     ap.add_argument("runs")
     ap.add_argument("--out", required=True)
     a = ap.parse_args(argv)
@@ -55,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(a.out)
     io.save_csv(out / "comparison.csv", df)
     runs = {p.parent.name: json.loads(p.read_text()) for p in sorted(Path(a.runs).glob("*/train.json"))}
-    record = io.provenance({"command": io.command_line("dynroute_lib.compare", argv), "runs": runs})
+    record = io.provenance({"command": io.command_line("dynroute_lib compare", argv), "runs": runs})
     io.save_json(out / "run.json", record)
     print(df.to_string(index=False))
     return 0

@@ -50,7 +50,7 @@ def regions(label: np.ndarray, ignore: int = 255) -> list[tuple[int, int]]:
 
 def scan_dataset(data: str, data_root: str = "", splits=("train", "val"), limit: int | None = None):
     """Raw label statistics: ``(summary, class frequency, regions)`` DataFrames, plus a few val samples."""
-    from .data import build_dataset
+    from ..data import build_dataset
     summary, pix, regs, samples = [], [], [], []
     for split in splits:
         ds = build_dataset(data, data_root or None, split, train=False, limit=limit)

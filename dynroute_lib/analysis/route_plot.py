@@ -20,7 +20,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
-from .routes import NUM_SCALES, RouteMask, all_nodes, liveness, node_key, node_paths
+from ..routes import NUM_SCALES, RouteMask, all_nodes, liveness, node_key, node_paths
 
 SCALE_LABELS = ("1/4", "1/8", "1/16", "1/32")
 PATH_COLORS = {"keep": "#1f5fa8", "up": "#2e9e44", "down": "#d9731a"}

@@ -11,6 +11,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ..routes import is_node_key
+
 FIG5_MODELS = ["dynamic_raw_l16", "dynamic_a", "dynamic_b", "dynamic_c"]   # the gated models of Fig. 5
 
 
@@ -22,18 +24,18 @@ def read_records(results_dir: Path, models=FIG5_MODELS) -> dict[str, dict[str, n
         if not path.is_file():
             raise FileNotFoundError(f"{path} missing: run 03_tables (with {m} trained) before 04")
         with np.load(path) as z:
-            out[m] = {k: z[k] for k in z.files if k.startswith("l")}
+            out[m] = {k: z[k] for k in z.files if is_node_key(k)}
     return out
 
 
 def activation_table(records: dict[str, dict[str, np.ndarray]], threshold: float = 1e-4) -> pd.DataFrame:
     """One row per (model, path): activation probability (share of images with gate > threshold), mean gate."""
-    from .routes import node_paths
+    from ..routes import node_paths, parse_node_key
     rows = []
     for model, gates in records.items():
-        L = 1 + max(int(k[1:].split("_s")[0]) for k in gates)
+        L = 1 + max(parse_node_key(k)[0] for k in gates)
         for key, arr in gates.items():
-            layer, scale = map(int, key[1:].split("_s"))
+            layer, scale = parse_node_key(key)
             for j, path in enumerate(node_paths(layer, scale, L)):
                 g = np.asarray(arr)[:, j]
                 rows.append({"model": model, "node": key, "layer": layer, "scale": scale, "path": path,

@@ -1,17 +1,17 @@
-"""Static params/FLOPs of every preset against the paper's static columns of Tables 1-4 (notebook 01; spec Sec. 4).
+"""Static costs: params/FLOPs of every preset vs the paper's static columns of Tables 1-4 (notebook 01; spec Sec. 4).
 
 Each routing-space preset is built on the ``meta`` device with all paths open (fixed routes: their route) and
 counted with the official rules at 1024x2048 (``flops.route_flops``), with true MACs from FlopCounterMode as the
-cross-check, and optionally at the run's evaluation size.
+cross-check, and optionally at the run's evaluation size. ``static_costs`` gives the same two ceilings for one
+trained config (the ``allopen`` columns of the notebook tables); ``route_masks`` the routes drawn in Fig. 2-3.
 """
 from __future__ import annotations
 
 import pandas as pd
 
-from .session import Ctx
-from .tables import PAPER
+from .paper import PAPER, STATIC
 
-SMOKE_TRUE_MACS = ("dynamic_raw_l16", "fix_l16")
+SMOKE_TRUE_MACS = ("dynamic_raw_l16", "fix_l16")   # smoke runs count true MACs (~2 s a preset) for these only
 
 
 def static_flops_table(run_hw: tuple[int, int] | None = None, *, smoke: bool = False) -> pd.DataFrame:
@@ -25,9 +25,9 @@ def static_flops_table(run_hw: tuple[int, int] | None = None, *, smoke: bool = F
     true_macs_presets = SMOKE_TRUE_MACS if smoke else None
     import torch
 
-    from .config import PRESETS
-    from .flops import PAPER as STATIC, route_flops, true_gmacs
-    from .model import build_model
+    from ..config import PRESETS
+    from ..flops import route_flops, true_gmacs
+    from ..model import build_model
     rows = []
     for name, cfg in PRESETS.items():
         if cfg.arch != "dynamic":
@@ -55,16 +55,29 @@ def static_flops_table(run_hw: tuple[int, int] | None = None, *, smoke: bool = F
 
 def route_masks(num_layers: int = 16) -> dict:
     """The full routing space and the five modeled routes of Table 1 (for the grid figure)."""
-    from .routes import RouteMask
-    from .routes_modeled import MODELED, modeled_route
+    from ..routes import RouteMask
+    from ..routes.modeled import MODELED, modeled_route
     return {f"routing space, Layer{num_layers} (all paths)": RouteMask.full(num_layers),
             **{name: modeled_route(name, num_layers) for name in MODELED}}
 
 
-def eval_hw(ctx: Ctx) -> tuple[int, int]:
+def eval_hw(ctx) -> tuple[int, int]:
     """Padded evaluation input size of this run (resize, then pad to a multiple of 32)."""
-    from .data import DATASETS
+    from ..data import DATASETS
     tcfg = ctx.train_config
     hw = tcfg.resize_hw or {"cityscapes": (1024, 2048), "camvid": (360, 480), "voc": (512, 512),
                             "synthetic": (128, 256)}[DATASETS[tcfg.data].name]
     return tuple(-(-int(v) // 32) * 32 for v in hw)
+
+
+def static_costs(mcfg, height: int, width: int) -> dict:
+    """Params (M) and all-open official GFLOPs of a config at (height, width) and at 1024x2048 (meta device)."""
+    import torch
+
+    from ..flops import route_flops
+    from ..model import build_model
+    with torch.device("meta"):
+        net = build_model(mcfg)
+    return {"params_m": sum(p.numel() for p in net.parameters()) / 1e6,
+            "allopen_run": route_flops(net, height, width)["gflops_official"],
+            "allopen_1024": route_flops(net, 1024, 2048)["gflops_official"]}

@@ -4,7 +4,9 @@ One trained model per distinct configuration: presets that differ only by name (
 and ``dynamic_raw_l16``) are trained once and shared. A run is cached under
 ``checkpoints/<profile>/<preset>-<model config hash>-<train recipe hash>/`` (smoke: under the smoke results
 root) and reused when its ``model_final.pt`` carries the same config hash and recipe. Common-A/B/C are the
-fixed routes Dynamic-A/B/C keep in >= 95 % of the evaluation passes (``routes_common``), trained as static nets.
+fixed routes Dynamic-A/B/C keep in >= 95 % of the evaluation passes (``routes.common``), trained as static nets.
+The paper's numbers and the rows of each table are ``analysis.paper``; ``ctx`` is the notebook session
+(``notebook.Ctx``: run configs, device, output and checkpoint directories).
 
 FLOP columns (see ``results/README.md``): ``ours_gflops_mean|max|min`` are per-image official-rule real GFLOPs
 at the run's evaluation resolution (column ``resolution``); ``ours_gflops_allopen`` is the all-paths-open
@@ -22,49 +24,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from . import io
-from .session import Ctx, content_hash
+from .. import io
+from ..engine.checkpoint import read_configs, read_header
+from ..io import content_hash
+from .paper import PAPER, TABLES
+from .static_costs import static_costs
 
-# ---- the paper's numbers (model_spec Sec. 6.1-6.4) ------------------------------------------------------------
-# preset -> (mIoU %, GFLOPs avg, max, min, params M); max/min only where Table 1 prints them.
-PAPER = {
-    "fcn32s": (66.9, 35.1, 35.1, 35.1, 2.9), "deeplabv3": (67.0, 42.5, 42.5, 42.5, 3.7),
-    "unet": (71.6, 53.9, 53.9, 53.9, 6.1), "hrnetv2": (72.5, 62.5, 62.5, 62.5, 5.4),
-    "autodeeplab": (67.2, 33.1, 33.1, 33.1, 2.5), "common_a": (71.6, 41.6, 41.6, 41.6, 4.1),
-    "common_b": (73.0, 53.7, 53.7, 53.7, 4.3), "common_c": (73.2, 57.1, 57.1, 57.1, 4.5),
-    "dynamic_a": (72.8, 44.9, 48.2, 43.5, 17.8), "dynamic_b": (73.8, 58.7, 63.5, 56.8, 17.8),
-    "dynamic_c": (74.6, 66.6, 71.6, 64.3, 17.8),
-    "cell_bottleneck": (73.7, 1134.8, None, None, 203.9), "cell_mbconv": (75.0, 323.8, None, None, 48.2),
-    "cell_sep1": (71.2, 81.4, None, None, 12.6), "cell_sep2": (76.1, 119.5, None, None, 17.8),
-    "cell_sep3": (75.2, 153.8, None, None, 22.9),
-    "fix_l16": (74.5, 103.1, 103.1, 103.1, 15.3), "act_softmax": (74.1, 120.0, None, None, 17.8),
-    "act_sigmoid": (75.9, 120.0, None, None, 17.8), "act_relu_tanh": (76.1, 119.5, None, None, 17.8),
-    "dynamic_raw_l16": (76.1, 119.5, None, None, 17.8),
-}
-# Rows of each table: (preset, label, extra columns).
-TABLES = {
-    "table_1": [("fcn32s", "FCN-32s", {"dynamic": False, "modeled_from": "FCN-32s"}),
-                ("deeplabv3", "DeepLabV3", {"dynamic": False, "modeled_from": "DeepLabV3"}),
-                ("unet", "U-Net", {"dynamic": False, "modeled_from": "U-Net"}),
-                ("hrnetv2", "HRNetV2", {"dynamic": False, "modeled_from": "HRNetV2"}),
-                ("autodeeplab", "Auto-DeepLab", {"dynamic": False, "modeled_from": "Auto-DeepLab"}),
-                ("common_a", "Common-A", {"dynamic": False, "modeled_from": "Dynamic-A"}),
-                ("common_b", "Common-B", {"dynamic": False, "modeled_from": "Dynamic-B"}),
-                ("common_c", "Common-C", {"dynamic": False, "modeled_from": "Dynamic-C"}),
-                ("dynamic_a", "Dynamic-A", {"dynamic": True, "modeled_from": "Routing-Space"}),
-                ("dynamic_b", "Dynamic-B", {"dynamic": True, "modeled_from": "Routing-Space"}),
-                ("dynamic_c", "Dynamic-C", {"dynamic": True, "modeled_from": "Routing-Space"})],
-    "table_2": [("cell_bottleneck", "BottleNeck", {}), ("cell_mbconv", "MBConv", {}),
-                ("cell_sep1", "SepConv3x3", {}), ("cell_sep2", "SepConv3x3x2", {}),
-                ("cell_sep3", "SepConv3x3x3", {})],
-    "table_3": [("fix_l16", "Fix", {}), ("act_softmax", "Softmax", {}), ("act_sigmoid", "Sigmoid", {}),
-                ("act_relu_tanh", "max(0, Tanh)", {})],
-    "table_4": [("fix_l16", "Network-Fix", {"budget_lambda2_mu": "-"}),
-                ("dynamic_a", "Dynamic-A", {"budget_lambda2_mu": "0.8/0.1"}),
-                ("dynamic_b", "Dynamic-B", {"budget_lambda2_mu": "0.5/0.1"}),
-                ("dynamic_c", "Dynamic-C", {"budget_lambda2_mu": "0.5/0.2"}),
-                ("dynamic_raw_l16", "Dynamic-Raw", {"budget_lambda2_mu": "0.0/0.0"})],
-}
 COMMON = {"common_a": "dynamic_a", "common_b": "dynamic_b", "common_c": "dynamic_c"}
 # Training order: cheap, widely shared models first; the Common nets need their dynamic source; BottleNeck
 # (~11x the cost of Raw) last.
@@ -84,7 +49,7 @@ def plan_runs(presets=None, limit: int = 0, skip=()) -> pd.DataFrame:
         limit: > 0 trains only the first ``limit`` distinct models (the other rows stay NaN).
         skip: Presets not to train (rows kept, ours = NaN).
     """
-    from .config import get_preset
+    from ..config import get_preset
     wanted = list(dict.fromkeys(presets or [p for rows in TABLES.values() for p, _, _ in rows]))
     groups: dict[str, list[str]] = {}
     key_of: dict = {}
@@ -98,35 +63,26 @@ def plan_runs(presets=None, limit: int = 0, skip=()) -> pd.DataFrame:
     return df
 
 
-def run_dir_for(mcfg, tcfg, ctx: Ctx) -> Path:
+def run_dir_for(mcfg, tcfg, ctx) -> Path:
     return ctx.checkpoints_root / f"{mcfg.name}-{mcfg.hash()}-{content_hash(tcfg.to_dict(), 6)}"
 
 
-def _header(path: Path) -> dict | None:
-    import torch
-    try:
-        ck = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-    except Exception:  # noqa: BLE001 - an unreadable cache entry is retrained, not trusted
-        return None
-    return {k: ck.get(k) for k in ("config_hash", "train_config", "step")} if isinstance(ck, dict) else None
-
-
-def train_or_load(preset: str, ctx: Ctx, **train_overrides) -> Path:
+def train_or_load(preset: str, ctx, **train_overrides) -> Path:
     """Cache-or-train: the run dir of ``preset`` for this run (trained now unless cached).
 
     A cached ``model_final.pt`` is reused when its ``config_hash`` equals the model config's hash and its
     train recipe equals this run's; an interrupted run resumes from ``last.pt``.
     """
-    from .train import train
+    from ..engine.train import train
     mcfg, tcfg = ctx.run_config(preset, **train_overrides)
     out = run_dir_for(mcfg, tcfg, ctx)
-    head = _header(out / "model_final.pt")
+    head = read_header(out / "model_final.pt")
     same_recipe = head and json.dumps(io._jsonable(head["train_config"]), sort_keys=True) == \
         json.dumps(io._jsonable(tcfg.to_dict()), sort_keys=True)
     if head and head["config_hash"] == mcfg.hash() and same_recipe:
         print(f"[{preset}] cached: {out}")
         return out
-    resume = (out / "last.pt").is_file() and (_header(out / "last.pt") or {}).get("config_hash") == mcfg.hash()
+    resume = (out / "last.pt").is_file() and (read_header(out / "last.pt") or {}).get("config_hash") == mcfg.hash()
     print(f"[{preset}] training {tcfg.iters} iters on {tcfg.data} ({'resume' if resume else 'new'}) -> {out}")
     with io.Timer() as t:
         summary = train(mcfg, tcfg, out, resume=resume, device=ctx.device, progress_bar=False)
@@ -138,17 +94,15 @@ def train_or_load(preset: str, ctx: Ctx, **train_overrides) -> Path:
 
 def load_configs(run_dir: Path):
     """(ModelConfig, train-config dict) stored in a run's final checkpoint."""
-    from .config import ModelConfig
-    ck = io.load_checkpoint(Path(run_dir) / "model_final.pt")
-    return ModelConfig.from_dict(ck["config"]), ck["train_config"]
+    return read_configs(Path(run_dir) / "model_final.pt")
 
 
-def evaluate_run(run_dir: Path, ctx: Ctx) -> dict:
+def evaluate_run(run_dir: Path, ctx) -> dict:
     """Evaluate ``model_final.pt`` on val (the run's resolution and image limit); cached in ``eval.json``."""
-    from .data import build_dataset
-    from .evaluate import evaluate_checkpoint
+    from ..data import build_dataset
+    from ..engine.evaluate import evaluate_checkpoint
     run_dir = Path(run_dir)
-    head = _header(run_dir / "model_final.pt") or {}
+    head = read_header(run_dir / "model_final.pt") or {}
     tc = head.get("train_config") or {}
     key = {"config_hash": head.get("config_hash"), "step": head.get("step"), "data": tc.get("data"),
            "data_root": tc.get("data_root"), "resize_hw": tc.get("resize_hw"), "limit": tc.get("eval_limit"),
@@ -175,31 +129,19 @@ def evaluate_run(run_dir: Path, ctx: Ctx) -> dict:
     return json.loads(cache.read_text())
 
 
-def static_costs(mcfg, height: int, width: int) -> dict:
-    """Params (M) and all-open official GFLOPs of a config at (height, width) and at 1024x2048 (meta device)."""
-    import torch
-
-    from .flops import route_flops
-    from .model import build_model
-    with torch.device("meta"):
-        net = build_model(mcfg)
-    return {"params_m": sum(p.numel() for p in net.parameters()) / 1e6,
-            "allopen_run": route_flops(net, height, width)["gflops_official"],
-            "allopen_1024": route_flops(net, 1024, 2048)["gflops_official"]}
-
-
 # ---- Common-A/B/C ----------------------------------------------------------------------------------------------
-def common_route(source_run: Path, name: str, ctx: Ctx, keep_ratio: float = KEEP_RATIO) -> tuple[str | None, str]:
+def common_route(source_run: Path, name: str, ctx, keep_ratio: float = KEEP_RATIO) -> tuple[str | None, str]:
     """Extract the common route of a dynamic run from its evaluation gates; ``(mask path or None, note)``.
 
     The mask is stored under ``<checkpoints>/routes/<content hash>/<name>.json`` (its path is part of the
     fixed net's config hash, so a different route never reuses a stale checkpoint) and copied to
     ``<out>/common_routes/``.
     """
-    from .routes_common import extract_common, path_frequencies
+    from ..routes import is_node_key
+    from ..routes.common import extract_common, path_frequencies
     mcfg, _ = load_configs(source_run)
     with np.load(Path(source_run) / "eval" / "records.npz") as z:
-        keys = [k for k in z.files if k.startswith("l")]
+        keys = [k for k in z.files if is_node_key(k)]
         n = len(z[keys[0]])
         per_image = [{k: z[k][i] for k in keys} for i in range(n)]
     try:
@@ -218,7 +160,7 @@ def _mkdir(path: Path) -> Path:
 
 
 # ---- all runs --------------------------------------------------------------------------------------------------
-def run_all(plan: pd.DataFrame, ctx: Ctx, **train_overrides) -> pd.DataFrame:
+def run_all(plan: pd.DataFrame, ctx, **train_overrides) -> pd.DataFrame:
     """Train (or load) and evaluate every planned model; one row per table preset (aliases expanded)."""
     rows, done = [], {}
     todo = plan[plan["run"]]
@@ -314,19 +256,8 @@ def show(df: pd.DataFrame, extra=()) -> pd.DataFrame:
     return df[[c for c in [*SHOW, *extra] if c in df.columns]].round(2)
 
 
-def run_scale(ctx: Ctx) -> dict:
-    """Data set, resolution, schedule and device of a run (stated beside every table)."""
-    from .io import device_name
-    mcfg, tcfg = ctx.run_config("dynamic_raw_l16")
-    res = tcfg.resize_hw or "native"
-    return {"data": tcfg.data, "resolution": "x".join(map(str, res)) if res != "native" else res,
-            "train_crop": "x".join(map(str, tcfg.crop_hw)), "iters": tcfg.iters, "batch": tcfg.batch,
-            "base_channels": mcfg.base_channels, "profile": "smoke" if ctx.smoke else ctx.profile,
-            "device": f"{ctx.device} ({device_name(ctx.device)})", "eval_limit": tcfg.eval_limit}
-
-
 # ---- records for Fig. 5 ----------------------------------------------------------------------------------------
-def export_records(runs: pd.DataFrame, ctx: Ctx) -> pd.DataFrame:
+def export_records(runs: pd.DataFrame, ctx) -> pd.DataFrame:
     """Copy gated models' gate records to ``<out>/route_records/<model>.npz``; per-image FLOPs of every model."""
     frames = []
     if "run_dir" not in runs:

@@ -1,6 +1,6 @@
-"""Sparse dynamic inference benchmark: dense vs per-sample, per-path sparse execution, measured (issue 6).
+"""Sparse dynamic inference benchmark: dense vs per-sample, per-path sparse execution (paper Sec. 3.3; issue 6).
 
-``python -m dynroute_lib.bench sparse [--json] [--ckpt CKPT ...] [--batches 1 8] [--size 512 1024] [--repeats N]``
+``python -m dynroute_lib bench sparse [--json] [--ckpt CKPT ...] [--batches 1 8] [--size 512 1024] [--repeats N]``
 (``--quick``: 256x512, 3 repeats, written to ``results/_smoke/bench``). See ``docs/sparse_inference.md``.
 
 Definitions (printed with the table):
@@ -37,12 +37,13 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .config import get_preset
-from .model import build_model
-from .model.costs import cost_table
-from .paths import PROJ_ROOT, RESULTS_DIR, SMOKE_RESULTS_DIR
-from .random_routes import keep_rate, random_routes, routing_flops
-from .routes import RouteMask, all_nodes, node_paths
+from ..config import get_preset
+from ..flops import dense_flops
+from ..model import build_model
+from ..model.costs import cost_table
+from ..paths import PROJ_ROOT, RESULTS_DIR, SMOKE_RESULTS_DIR
+from ..routes import RouteMask, all_nodes, node_paths
+from ..routes.random_masks import keep_rate, random_routes, routing_flops
 
 GOALS = {1: 1.15, 8: 1.25}                     # time_over_flops targets of the issue (other batches: 1.25)
 # Process settings for a fair CPU timing (both executors get them). Read at process start only, so ``main``
@@ -74,22 +75,10 @@ def calibrate_bn(net: nn.Module, height: int, width: int, iters: int = 3, batch:
     net.eval()
 
 
-def dense_flops(cfg, height: int, width: int, gates: bool) -> float:
-    """FLOPs the dense executor runs per image: every cell (init cell too), every transform (last keep ReLUs
-    too), the head at true sizes, the stem, and every gate when learned gates run (official primitives)."""
-    t = cost_table(cfg.base_channels, cfg.cell_type, gates, cfg.small_gate, cfg.num_classes, height, width)
-    L = cfg.num_layers
-    total = t.stem + sum(t.head_true_stage)
-    for layer, s in all_nodes(L):
-        paths = node_paths(layer, s, L)
-        total += t.cell[s] + sum(t.trans[s][p] for p in paths) + (t.gate[s][len(paths)] if gates else 0.0)
-    return total
-
-
 def _images(cfg, batch: int, height: int, width: int, source: str, seed: int) -> torch.Tensor:
     if source == "camvid":
         try:
-            from .data import build_dataset
+            from ..data import build_dataset
             ds = build_dataset("camvid", split="val", train=False, resize_hw=(height, width),
                                normalization=cfg.normalization)
             return torch.stack([ds[i % len(ds)][0][:, :height, :width] for i in range(batch)])
@@ -191,7 +180,7 @@ def run_sparse(*, preset: str = "dynamic_raw_l16", ckpts: list[str] | None = Non
         raise ValueError(f"--size {height} {width}: both must be multiples of 32")
     models = []
     if ckpts:
-        from .evaluate import load_any
+        from ..engine.checkpoint import load_any
         for path in ckpts:
             net, cfg, msgs = load_any(path, preset)
             if cfg.gate_mode == "fixed":
@@ -253,7 +242,7 @@ SMOKE_BENCH_ARGS = ("--quick", "--batches", "1", "--threads", "1")   # quick mod
 
 
 def sparse_bench(ctx, run: bool = True, args=()) -> tuple[pd.DataFrame, Path]:
-    """The sparse-inference benchmark table: run ``python -m dynroute_lib.bench sparse`` into ``<out>/bench/``
+    """The sparse-inference benchmark table: run ``python -m dynroute_lib bench sparse`` into ``<out>/bench/``
     (smoke: quick mode at batch 1 on one thread), or read the command line's ``results/bench/``.
 
     The benchmark runs in a child process: it sets its own process environment (OpenMP wait policy, malloc
@@ -272,7 +261,7 @@ def sparse_bench(ctx, run: bool = True, args=()) -> tuple[pd.DataFrame, Path]:
     src = ctx.out / "bench" if run else RESULTS_DIR / "bench"
     if run:
         extra = [*(SMOKE_BENCH_ARGS if ctx.smoke else ()), *map(str, args)]
-        cmd = [sys.executable, "-m", "dynroute_lib.bench", "sparse", "--out", str(src), *extra]
+        cmd = [sys.executable, "-m", "dynroute_lib", "bench", "sparse", "--out", str(src), *extra]
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(PROJ_ROOT),
                                                                         os.environ.get("PYTHONPATH")]))}
         proc = subprocess.run(cmd, cwd=PROJ_ROOT, env=env, capture_output=True, text=True)
@@ -282,14 +271,12 @@ def sparse_bench(ctx, run: bool = True, args=()) -> tuple[pd.DataFrame, Path]:
                                + "\n".join((proc.stderr or proc.stdout).strip().splitlines()[-15:]))
     path = src / "sparse_speed.csv"
     if not path.is_file():
-        raise FileNotFoundError(f"{path} missing: run `python -m dynroute_lib.bench sparse` or set RUN_BENCH=True")
+        raise FileNotFoundError(f"{path} missing: run `python -m dynroute_lib bench sparse` or set RUN_BENCH=True")
     return pd.read_csv(path), src
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m dynroute_lib.bench", description=__doc__.split("\n")[0])
-    sub = p.add_subparsers(dest="cmd", required=True)
-    s = sub.add_parser("sparse", help="dense vs sparse eval wall time at ~30/50/70 %% kept routing FLOPs")
+def _parser() -> argparse.ArgumentParser:
+    s = argparse.ArgumentParser(prog="python -m dynroute_lib bench sparse", description=__doc__.split("\n")[0])
     s.add_argument("--json", action="store_true", help="print the result as JSON instead of a table")
     s.add_argument("--ckpt", nargs="+", default=None, help="budget-trained checkpoint(s): learned routes")
     s.add_argument("--preset", default="dynamic_raw_l16", help="model preset (random init, or official ckpt)")
@@ -305,22 +292,36 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("--quick", action="store_true", help="smoke: 256x512, 3 repeats, results/_smoke/bench")
     s.add_argument("--out", default=None, help="output dir (default results/bench, results/_smoke/bench for --quick)")
     s.add_argument("--no-reexec", action="store_true", help="do not restart with the BENCH_ENV process settings")
+    return s
+
+
+def _report(res: dict, out: Path) -> None:
+    print(f"\ndense  = {res['settings']['dense_definition']}")
+    print(f"sparse = {res['settings']['sparse_definition']}")
+    print("flops_ratio = sparse executed FLOPs / dense FLOPs (whole model); time_ratio = median sparse / "
+          "median dense wall time;\ntime_over_flops = time_ratio / flops_ratio (goal <= 1.15 at batch 1, "
+          "<= 1.25 at batch 8)\n")
+    print(format_table(res["rows"]))
+    print(f"\nsaved {out / 'sparse_speed.csv'} and {out / 'sparse_speed.json'} ({res['wall_s']} s)")
+
+
+def main(argv: list[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
-    a = p.parse_args(args)
+    a = _parser().parse_args(args)
     if not a.no_reexec and os.environ.get("DYNROUTE_BENCH_ENV") != "1":
         env = {**os.environ, **{k: v for k, v in BENCH_ENV.items() if k not in os.environ}, "DYNROUTE_BENCH_ENV": "1"}
         sys.stdout.flush()
-        os.execve(sys.executable, [sys.executable, "-m", "dynroute_lib.bench", *args], env)
+        os.execve(sys.executable, [sys.executable, "-m", "dynroute_lib", "bench", "sparse", *args], env)
     size = (256, 512) if a.quick and a.size == [512, 1024] else tuple(a.size)
     repeats = a.repeats or (3 if a.quick else 5)
     log = (lambda m: print(m, file=sys.stderr, flush=True)) if a.json else (lambda m: print(m, flush=True))
     res = run_sparse(preset=a.preset, ckpts=a.ckpt, batches=a.batches, size=size, repeats=repeats,
                      keeps=a.keep, threads=a.threads, channels_last=a.channels_last, seed=a.seed,
                      images=a.images, log=log)
-    from . import io as dio
+    from .. import io as dio
     smoke = a.quick or size != (512, 1024) or repeats < 5
     out = Path(a.out) if a.out else (SMOKE_RESULTS_DIR if smoke else RESULTS_DIR) / "bench"
-    command = "python -m dynroute_lib.bench " + " ".join(args)
+    command = "python -m dynroute_lib bench sparse " + " ".join(args)
     record = dio.provenance(dict(command=command, smoke=smoke, wall_s=res["wall_s"], torch_threads=a.threads,
                                  process_env={k: os.environ.get(k) for k in BENCH_ENV}, **res["settings"]))
     import pandas as pd
@@ -330,13 +331,7 @@ def main(argv: list[str] | None = None) -> int:
     if a.json:
         print(json.dumps(dict(provenance=record, rows=res["rows"]), indent=1))
     else:
-        print(f"\ndense  = {res['settings']['dense_definition']}")
-        print(f"sparse = {res['settings']['sparse_definition']}")
-        print("flops_ratio = sparse executed FLOPs / dense FLOPs (whole model); time_ratio = median sparse / "
-              "median dense wall time;\ntime_over_flops = time_ratio / flops_ratio (goal <= 1.15 at batch 1, "
-              "<= 1.25 at batch 8)\n")
-        print(format_table(res["rows"]))
-        print(f"\nsaved {out / 'sparse_speed.csv'} and {out / 'sparse_speed.json'} ({res['wall_s']} s)")
+        _report(res, out)
     return 0
 
 

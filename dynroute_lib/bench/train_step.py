@@ -1,6 +1,6 @@
-"""Train-step time of Dynamic-Raw vs Network-Fix on this machine, measured side by side (issue 5).
+"""Train-step time of Dynamic-Raw vs Network-Fix on this machine, measured side by side (paper Sec. 4.1; issue 5).
 
-``python -m dynroute_lib.bench_train [--size H W] [--batch N] [--repeats R] [--json]`` alternates one training
+``python -m dynroute_lib bench train-step [--size H W] [--batch N] [--repeats R] [--json]`` alternates one training
 step of each model (SGD step included) for R rounds after warm-up and prints median seconds per step and
 the Raw / Fix ratio. Results go to ``results/bench/train_step.*``.
 Raw pays for the gates (~2.5 M params, ~17 GFLOPs at 1024x2048) and computes every path in training.
@@ -16,16 +16,17 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from . import io
-from .config import get_preset
-from .model import build_model
-from .optim import build_optimizer
-from .paths import RESULTS_DIR
+from .. import io
+from ..config import get_preset
+from ..engine.optim import build_optimizer
+from ..engine.schedule import budget_weight_at
+from ..model import build_model
+from ..paths import RESULTS_DIR
 
 
 def _step(net, opt, x, y):
     logits, aux = net(x)
-    loss = net.loss(logits, y, aux, 0.5)["loss"]
+    loss = net.loss(logits, y, aux, budget_weight_at(0.5))["loss"]      # halfway: the budget term is on
     opt.zero_grad(set_to_none=True)
     loss.backward()
     opt.step()
@@ -56,7 +57,7 @@ def bench(presets=("dynamic_raw_l16", "fix_l16"), size=(224, 320), batch=8, repe
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m dynroute_lib.bench_train", description=__doc__.split("\n\n")[0])
+    ap = argparse.ArgumentParser(prog="python -m dynroute_lib bench train-step", description=__doc__.split("\n\n")[0])
     ap.add_argument("--size", type=int, nargs=2, default=(224, 320), metavar=("H", "W"))
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--repeats", type=int, default=5)
@@ -70,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     io.save_csv(Path(a.out) / "train_step.csv", df)
     io.save_json(Path(a.out) / "train_step.json",
                  {**summary, "provenance": io.provenance({
-                     "command": io.command_line("dynroute_lib.bench_train", argv),
+                     "command": io.command_line("dynroute_lib bench train-step", argv),
                      "torch_threads": torch.get_num_threads(), "wall_s": t.wall_s})})
     print(df.to_json(orient="records") if a.json else df.to_string(index=False))
     print(f"Raw / Fix train-step time: {raw / fix:.3f}")

@@ -1,4 +1,4 @@
-"""Data layer of dynroute: registry, readers, augmentation, synthetic set (docs/API_CONTRACT.md).
+"""Data layer (paper Sec. 4: Cityscapes, PASCAL VOC, CamVid): registry, readers, augmentation, sampling, synthetic set.
 
 >>> from dynroute_lib.data import DATASETS, build_dataset
 >>> ds = build_dataset("camvid", split="train", train=True, crop_hw=(240, 320))

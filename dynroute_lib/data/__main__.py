@@ -1,4 +1,4 @@
-"""Command line: ``python -m dynroute_lib.data {check,prepare}`` (issue 4).
+"""Command line: ``python -m dynroute_lib data {check,prepare}`` (issue 4; also ``python -m dynroute_lib.data``).
 
 * ``check NAME [--root DIR] [--split S] [--limit N]``: validate a data set; prints counts, image
   sizes and class pixel frequencies.
@@ -18,7 +18,7 @@ from .registry import DATASETS, DataError, get_info
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m dynroute_lib.data",
+    p = argparse.ArgumentParser(prog="python -m dynroute_lib data",
                                 description="Validate or prepare segmentation data sets.")
     sub = p.add_subparsers(dest="command", required=True)
     c = sub.add_parser("check", help="validate a data set split")

@@ -1,4 +1,4 @@
-"""Data set validation behind ``python -m dynroute_lib.data check`` (issue 4).
+"""Data set validation behind ``python -m dynroute_lib data check`` (issue 4; the data sets of paper Sec. 4).
 
 Decodes every image/label pair of a split (no augmentation) and gathers the sample count, the
 image sizes and the class pixel frequencies. The first bad file stops the check with a

@@ -1,4 +1,4 @@
-"""``SegmentationDataset`` and ``build_dataset`` (docs/API_CONTRACT.md, Data section).
+"""``SegmentationDataset`` and ``build_dataset``: the data sets of paper Sec. 4 (docs/API_CONTRACT.md, Data section).
 
 ``ds[i]`` returns ``(image float32 [3, H, W] normalised, mask int64 [H, W] with ignore 255,
 meta dict(name, orig_hw, path))``. Training samples are augmented per model spec §5.2;

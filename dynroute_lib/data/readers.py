@@ -1,4 +1,4 @@
-"""File listing and decoding for Cityscapes, PASCAL VOC 2012 (+SBD aug), CamVid and synthetic.
+"""File listing and decoding for Cityscapes, PASCAL VOC 2012 (+SBD aug), CamVid (paper Sec. 4) and synthetic.
 
 Layouts (model spec §5.1, §5.8; data/README.md):
 

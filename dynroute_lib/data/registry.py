@@ -1,4 +1,4 @@
-"""Dataset registry: class names, colour palettes, ignore index, label lookup tables.
+"""Dataset registry (paper Sec. 4 data sets): class names, colour palettes, ignore index, label lookup tables.
 
 Implements the class definitions of the four data sets used by the project (model spec §5.1,
 §5.8): Cityscapes (19 train ids, with the standard ``cityscapesscripts`` labelId -> trainId

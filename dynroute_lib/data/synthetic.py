@@ -1,4 +1,4 @@
-"""Embedded default data set: procedurally generated street-like scenes ("synthetic").
+"""Embedded default data set: procedurally generated street-like scenes ("synthetic"; not in the paper).
 
 Not real data. Each scene is drawn with numpy + PIL from a seeded generator: sky, a row of
 buildings on the horizon (sometimes a near facade), a perspective road with sidewalks, and

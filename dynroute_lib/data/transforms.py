@@ -1,4 +1,4 @@
-"""Joint image/mask transforms, input normalisation and pad-to-32 (model spec §2.1, §5.2).
+"""Joint image/mask transforms, input normalisation and pad-to-32 (paper Sec. 4.1 augmentation; spec §2.1, §5.2).
 
 * Normalisation (§2.1): ``"official_bgr"`` = BGR floats in 0..255 minus the BGR mean
   [103.530, 116.280, 123.675], std 1 (the official DynamicRouting convention);

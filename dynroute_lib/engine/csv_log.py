@@ -1,4 +1,4 @@
-"""Per-iteration CSV training log (project handbook §2, "no tqdm in batch runs").
+"""Per-iteration CSV training log (paper Sec. 4.1 recipe, curves of notebook 02; handbook §2 "no tqdm in batch runs").
 
 Supports the training recipe of Li et al., CVPR 2020 (spec §5.4): one row per iteration is
 appended and flushed immediately, so a notebook can plot loss, LR, budget weight and FLOPs

@@ -1,4 +1,9 @@
-"""Device selection, distributed (torchrun) setup and seeded batch sampling shared by train and evaluate."""
+"""Device selection and distributed (torchrun / DDP) setup shared by train, evaluate and the notebooks.
+
+The paper trains on 4 GPUs with SyncBN (Sec. 4.1; spec Sec. 5.5). ``pick_device`` is CPU by default and CUDA when
+present; ``init_distributed`` joins the torchrun process group (nccl on CUDA, gloo on CPU) and
+``sync_buffers`` leaves every rank with the same BN statistics at the end of training.
+"""
 from __future__ import annotations
 
 import os
@@ -41,53 +46,17 @@ def init_distributed() -> Dist:
     return Dist(dist.get_rank(), world, local)
 
 
-class SeededBatches(torch.utils.data.Sampler):
-    """Yields, for iterations start..stop-1, this rank's slice of the global batch as (index, sample_seed).
+def sync_buffers(net, d: Dist) -> None:
+    """Average float buffers (BN running stats) over ranks, copy integer ones from rank 0.
 
-    Data order and augmentation are a pure function of (seed, iteration, position): a resumed run sees
-    exactly the batches of an uninterrupted one, with any number of loader workers.
+    DDP broadcasts rank 0's buffers at the start of each forward, so after the last step every rank holds
+    the stats of its own last batch; averaging leaves all ranks identical (and uses every rank's data).
     """
-
-    def __init__(self, n: int, batch: int, start: int, stop: int, seed: int, rank: int = 0, world: int = 1):
-        if batch % world:
-            raise ValueError(f"--batch {batch} must be divisible by the number of processes {world}")
-        self.n, self.batch, self.start, self.stop, self.seed = n, batch, start, stop, seed
-        self.lo, self.hi = rank * batch // world, (rank + 1) * batch // world
-
-    def _perm(self, epoch: int) -> torch.Tensor:
-        return torch.randperm(self.n, generator=torch.Generator().manual_seed(self.seed * 7919 + epoch))
-
-    def __iter__(self):
-        perm, epoch = None, -1
-        for it in range(self.start, self.stop):
-            out = []
-            for j in range(self.lo, self.hi):
-                k = it * self.batch + j
-                if k // self.n != epoch:
-                    epoch = k // self.n
-                    perm = self._perm(epoch)
-                out.append((int(perm[k % self.n]), (self.seed * 1_000_003 + k) % 2 ** 31))
-            yield out
-
-    def __len__(self) -> int:
-        return max(0, self.stop - self.start)
-
-
-class SeededDataset(torch.utils.data.Dataset):
-    """Wraps a dataset so that item (index, seed) is drawn with torch's RNG seeded by ``seed``."""
-
-    def __init__(self, ds):
-        self.ds = ds
-
-    def __len__(self) -> int:
-        return len(self.ds)
-
-    def __getitem__(self, key):
-        index, seed = key
-        torch.manual_seed(seed)
-        return self.ds[index]
-
-
-def collate(batch):
-    images, masks, metas = zip(*batch)
-    return torch.stack(images), torch.stack(masks), list(metas)
+    if d.world <= 1:
+        return
+    for b in net.buffers():
+        if b.is_floating_point():
+            torch.distributed.all_reduce(b)
+            b.div_(d.world)
+        else:
+            torch.distributed.broadcast(b, 0)

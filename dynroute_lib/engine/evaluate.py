@@ -5,8 +5,9 @@ official real FLOPs (spec Sec. 4.5), executed FLOPs of the sparse engine, true M
 (FlopCounterMode around the forward), expected FLOPs and every gate value. Records are saved for Fig. 5
 and the inspector (``records.npz`` + ``per_image.csv``).
 
-CLI: ``python -m dynroute_lib.evaluate CKPT --data NAME [--data-root DIR] [--split S] [--json]``; CKPT may be
-one of ours (config inside) or an official DynamicRouting checkpoint (then ``--preset`` picks the model).
+CLI: ``python -m dynroute_lib evaluate CKPT --data NAME [--data-root DIR] [--split S] [--json]``; CKPT may be
+one of ours (config inside) or an official DynamicRouting checkpoint (then ``--preset`` picks the model; both
+loaded by ``engine.checkpoint.load_any``).
 """
 from __future__ import annotations
 
@@ -21,12 +22,11 @@ import torch
 import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
-from . import io
-from .config import get_preset
-from .data import DATASETS, build_dataset, pad_to_multiple
+from .. import io
+from ..data import DATASETS, build_dataset, pad_to_multiple
+from .checkpoint import load_any
+from .dist import pick_device
 from .metrics import FlopsStats, StreamSegMetrics
-from .model import build_model
-from .runtime import pick_device
 
 
 def _forward(net, image: torch.Tensor, true_macs: bool):
@@ -109,27 +109,6 @@ def save_records(out_dir: Path, rows: list[dict], gate_records: list[dict]) -> N
         tmp.replace(out_dir / "records.npz")
 
 
-def load_any(ckpt: str | Path, preset: str | None = None, num_classes: int | None = None):
-    """Our checkpoint (config inside) or an official one (``preset`` required; classes from the predictor)."""
-    from .official import is_official, load_into, read_state_dict
-    ck = io.load_checkpoint(ckpt)
-    if isinstance(ck, dict) and "config" in ck:
-        from .train import load_model
-        net, cfg, _ = load_model(ckpt)
-        return net, cfg, []
-    if preset is None:
-        raise ValueError(f"{ckpt}: official/bare checkpoint: pass --preset (e.g. dynamic_raw_l16, dynamic_a, fix_l16)")
-    sd = read_state_dict(ckpt)
-    pred = next((v for k, v in sd.items() if k.endswith("sem_seg_head.predictor.weight")), None)
-    k = pred.shape[0] if pred is not None else (num_classes or 19)
-    cfg = get_preset(preset, num_classes=k, normalization="official_bgr")
-    net = build_model(cfg)
-    msgs = load_into(net, sd, source=str(ckpt))
-    if not is_official(sd):
-        msgs.append(f"{ckpt}: bare state dict with dynroute key names")
-    return net, cfg, msgs
-
-
 def evaluate_checkpoint(ckpt, *, data: str, data_root=None, split="val", preset=None, resize_hw=None,
                         limit=None, scales=(1.0,), flip=False, true_macs=True, device="auto",
                         records_dir: Path | None = None) -> dict:
@@ -148,7 +127,7 @@ def evaluate_checkpoint(ckpt, *, data: str, data_root=None, split="val", preset=
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m dynroute_lib.evaluate", description="Evaluate a checkpoint.")
+    ap = argparse.ArgumentParser(prog="python -m dynroute_lib evaluate", description="Evaluate a checkpoint.")
     ap.add_argument("checkpoint")
     ap.add_argument("--data", required=True)
     ap.add_argument("--data-root", default=None)
@@ -172,7 +151,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     if a.out:
-        record = io.provenance({"command": io.command_line("dynroute_lib.evaluate", argv)})
+        record = io.provenance({"command": io.command_line("dynroute_lib evaluate", argv)})
         io.save_json(Path(a.out) / "metrics.json", {**res, "provenance": record})
     if a.json:
         print(json.dumps(res))

@@ -1,4 +1,4 @@
-"""Segmentation metrics and per-image FLOPs statistics.
+"""Segmentation metrics and per-image FLOPs statistics (paper Sec. 4: mIoU and FLOPs mean / max / min).
 
 Implements the evaluation protocol of Li et al., CVPR 2020 (spec §5.6): mIoU from a
 confusion matrix accumulated over the whole split, and per-image FLOPs statistics (spec §4.5,

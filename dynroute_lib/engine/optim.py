@@ -1,4 +1,4 @@
-"""SGD parameter groups and gradient clipping for Li et al., CVPR 2020 (spec §5.3, §5.4).
+"""SGD parameter groups and gradient clipping for Li et al., CVPR 2020 (paper Sec. 4.1; spec §5.3, §5.4).
 
 * Normalisation parameters (BN/SyncBN/GroupNorm/LayerNorm affine) get no weight decay;
   biases of convolutions keep it, as in the official configs.

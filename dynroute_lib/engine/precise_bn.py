@@ -1,4 +1,4 @@
-"""Precise BatchNorm statistics (Li et al., CVPR 2020, spec §5.4 "Precise BN").
+"""Precise BatchNorm statistics (Li et al., CVPR 2020, Sec. 4.1 training recipe; spec §5.4 "Precise BN").
 
 At the end of training the official recipe replaces the exponential running averages of
 every BN layer with true averages over 200 training-mode forward passes, because EMA

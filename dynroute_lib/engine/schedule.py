@@ -1,4 +1,4 @@
-"""Training schedules of Li et al., CVPR 2020: learning rate, budget weight, drop path.
+"""Training schedules (Li et al., CVPR 2020, Sec. 4.1; w(t) of the budget term of Eq. 10): LR, budget, drop path.
 
 * ``lr_at``: linear warm-up then poly decay (spec §5.4).
 * ``budget_weight_at``: w(t) of the budget loss, off for the first 40 % of training, then a

@@ -2,12 +2,13 @@
 
 SGD (momentum 0.9, wd 1e-4, none on norms), poly LR with linear warm-up, gradient clipping at total norm 5,
 optional gate LR multiplier, scheduled drop path, budget constraint (Eq. 9-10) off for the first 40 % and
-ramped over 2 %, precise BN at the end. CUDA: AMP (bf16 default) + channels_last, DDP + SyncBatchNorm under
-torchrun. CPU: float32, channels_last, DDP with gloo and plain BN (SyncBatchNorm is GPU-only in torch; DDP
-broadcasts rank 0's BN buffers every step so ranks stay identical).
+ramped over 2 % (``schedule.budget_weight_at``, handed to the model's loss), precise BN at the end. CUDA: AMP
+(bf16 default) + channels_last, DDP + SyncBatchNorm under torchrun. CPU: float32, channels_last, DDP with gloo
+and plain BN (SyncBatchNorm is GPU-only in torch; DDP broadcasts rank 0's BN buffers every step so ranks stay
+identical).
 
-CLI: ``python -m dynroute_lib.train PRESET --data NAME [--data-root DIR] --out DIR [--iters N] [--crop H W]
-[--batch N] [--resume] [--smoke]``.
+CLI: ``python -m dynroute_lib train PRESET --data NAME [--data-root DIR] --out DIR [--iters N] [--crop H W]
+[--batch N] [--resume] [--smoke] [--eval]``.
 """
 from __future__ import annotations
 
@@ -15,28 +16,45 @@ import argparse
 import contextlib
 import sys
 import time
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
 from torch.nn.parallel import DistributedDataParallel as DDP
 from tqdm import tqdm
 
-from . import io
-from .config import ModelConfig, TrainConfig, for_run
-from .data import build_dataset
-from .logging_utils import CsvLogger
-from .model import build_model
+from .. import io
+from ..config import ModelConfig, TrainConfig, for_run
+from ..data import build_dataset
+from ..data.sampling import SeededBatches, SeededDataset, collate
+from ..model import build_model
+from .checkpoint import save_checkpoint
+from .csv_log import CsvLogger
+from .dist import Dist, init_distributed, pick_device, sync_buffers
 from .optim import build_optimizer, clip_grad, set_lr
 from .precise_bn import recompute_bn_stats
-from .runtime import Dist, SeededBatches, SeededDataset, collate, init_distributed, pick_device
-from .schedule import drop_path_keep_prob, lr_at
+from .schedule import budget_weight_at, drop_path_keep_prob, lr_at
 
 LOG_FIELDS = ["step", "loss", "ce", "budget", "lr", "expected_ratio", "expected_gflops", "real_gflops", "wall_s"]
 
 
 class NonFiniteLoss(RuntimeError):
     pass
+
+
+@dataclass
+class _Run:
+    """One training run in progress: process group, device, data, network (``model`` = DDP-wrapped), optimizer."""
+    d: Dist
+    dev: torch.device
+    fmt: torch.memory_format
+    ds: torch.utils.data.Dataset
+    net: torch.nn.Module
+    model: torch.nn.Module
+    opt: torch.optim.Optimizer
+    start: int
+    max_iter: int
+    last: Path
 
 
 def _loader(ds, tcfg: TrainConfig, start: int, stop: int, d: Dist):
@@ -52,42 +70,6 @@ def _amp(tcfg: TrainConfig, device: torch.device):
     return torch.autocast("cuda", dtype=dtype)
 
 
-def save_checkpoint(path: Path, model, optimizer, step: int, max_iter: int, mcfg: ModelConfig,
-                    tcfg: TrainConfig) -> Path:
-    net = model.module if isinstance(model, DDP) else model
-    return io.save_torch(path, {
-        "model": net.state_dict(), "optimizer": optimizer.state_dict() if optimizer else None,
-        "step": step, "max_iter": max_iter, "config": mcfg.to_dict(), "train_config": tcfg.to_dict(),
-        "config_hash": mcfg.hash()})
-
-
-def load_model(path: str | Path, device: str | torch.device = "cpu"):
-    """Rebuild a model from one of our checkpoints (config carried inside, weights_only load)."""
-    ck = io.load_checkpoint(path)
-    if not isinstance(ck, dict) or "config" not in ck:
-        raise ValueError(f"{path}: not a dynroute checkpoint (no 'config'); for official checkpoints use --preset")
-    cfg = ModelConfig.from_dict(ck["config"])
-    net = build_model(cfg)
-    net.load_state_dict(ck["model"])
-    return net.to(device), cfg, ck
-
-
-def sync_buffers(net, d: Dist) -> None:
-    """Average float buffers (BN running stats) over ranks, copy integer ones from rank 0.
-
-    DDP broadcasts rank 0's buffers at the start of each forward, so after the last step every rank holds
-    the stats of its own last batch; averaging leaves all ranks identical (and uses every rank's data).
-    """
-    if d.world <= 1:
-        return
-    for b in net.buffers():
-        if b.is_floating_point():
-            torch.distributed.all_reduce(b)
-            b.div_(d.world)
-        else:
-            torch.distributed.broadcast(b, 0)
-
-
 def _set_drop_path(net, progress: float) -> None:
     if net.cfg.arch != "dynamic" or net.cfg.drop_path <= 0:
         return
@@ -96,15 +78,8 @@ def _set_drop_path(net, progress: float) -> None:
             m.drop_keep_prob = drop_path_keep_prob(m.layer, net.cfg.num_layers, progress, net.cfg.drop_path)
 
 
-def train(mcfg: ModelConfig, tcfg: TrainConfig, out: str | Path, *, resume: bool = False,
-          device: str | None = "auto", progress_bar: bool | None = None, return_model: bool = False,
-          stop_at: int | None = None):
-    """Train ``mcfg`` with recipe ``tcfg`` into ``out`` (last.pt, model_final.pt, train_log.csv).
-
-    Returns the summary dict, or (summary, model) with ``return_model``. ``stop_at`` ends the loop after that
-    iteration with a checkpoint and no precise BN, as an interruption would (a later ``resume`` continues).
-    """
-    out = Path(out)
+def _start(mcfg: ModelConfig, tcfg: TrainConfig, out: Path, resume: bool, device) -> _Run:
+    """Process group, seeded data set and model, optimizer; state of ``out/last.pt`` when resuming."""
     d = init_distributed()
     dev = pick_device(device, d.local_rank)
     torch.manual_seed(tcfg.seed)
@@ -131,79 +106,121 @@ def train(mcfg: ModelConfig, tcfg: TrainConfig, out: str | Path, *, resume: bool
         model = DDP(net, device_ids=[dev.index] if dev.type == "cuda" else None)
     else:
         model = net
+    return _Run(d, dev, fmt, ds, net, model, opt, start, max_iter, last)
+
+
+def _forward(run: _Run, tcfg: TrainConfig, images, masks, step: int):
+    """Schedule values of this iteration (LR, drop path, budget weight w(t)), then forward and loss (Eq. 10)."""
+    p = step / run.max_iter
+    # warm-up never takes more than 10 % of a (budget-shortened) schedule
+    set_lr(run.opt, lr_at(step, run.max_iter, tcfg.base_lr, min(tcfg.warmup_iters, max(1, run.max_iter // 10))))
+    _set_drop_path(run.net, p)
+    images = images.to(run.dev, non_blocking=True).contiguous(memory_format=run.fmt)
+    masks = masks.to(run.dev, non_blocking=True)
+    with _amp(tcfg, run.dev):
+        logits, aux = run.model(images)
+        losses = run.net.loss(logits.float(), masks, aux, budget_weight_at(p))
+    return losses, aux
+
+
+def _backward(run: _Run, tcfg: TrainConfig, losses: dict) -> None:
+    run.opt.zero_grad(set_to_none=True)
+    losses["loss"].backward()
+    clip_grad(run.net, tcfg.grad_clip)
+    run.opt.step()
+
+
+def _log(run: _Run, log: CsvLogger, bar, name: str, tcfg: TrainConfig, step: int, losses: dict, aux, ratio: float,
+         t0: float) -> None:
+    opt = run.opt
+    row = {"step": step, **{k: float(v.detach()) for k, v in losses.items()}, "lr": opt.param_groups[0]["lr"] /
+           opt.param_groups[0].get("lr_mult", 1.0), "expected_ratio": ratio,
+           "expected_gflops": aux.expected_gflops.mean().item(),
+           "real_gflops": aux.real_gflops.mean().item(), "wall_s": time.perf_counter() - t0}
+    log.log(row)
+    bar.set_postfix(loss=f"{row['loss']:.3f}", lr=f"{row['lr']:.4f}", eflops=f"{ratio:.2f}")
+    bar.update(1)
+    if bar.disable and (step % tcfg.log_interval == 0 or step == run.max_iter):
+        print(f"[{name}] it {step}/{run.max_iter} loss {row['loss']:.4f} ce {row['ce']:.4f} "
+              f"budget {row['budget']:.4f} lr {row['lr']:.5f} E/C {ratio:.3f} "
+              f"{row['wall_s']:.0f}s", flush=True)
+
+
+def _fitted_max_iter(tcfg: TrainConfig, step: int, t0: float, c0: float) -> int:
+    """Fit the whole schedule (warm-up, poly decay, budget ramp) into the wall-clock or CPU-time budget.
+
+    Re-estimated a few times early because a shared machine's speed drifts; CPU time is immune to other processes.
+    """
+    if tcfg.cpu_budget_min > 0:
+        per_it, budget = (time.process_time() - c0) / step, tcfg.cpu_budget_min * 60
+    else:
+        per_it, budget = (time.perf_counter() - t0) / step, tcfg.time_budget_min * 60
+    return max(step + 1, min(tcfg.iters, int(budget / per_it)))
+
+
+def _finish(run: _Run, mcfg: ModelConfig, tcfg: TrainConfig, out: Path, step: int, log, t0: float, c0: float) -> dict:
+    """Same BN buffers on every rank, precise BN, ``model_final.pt``; returns the summary."""
+    sync_buffers(run.net, run.d)
+    summary = {"iters": step, "max_iter": run.max_iter, "train_wall_s": time.perf_counter() - t0,
+               "train_cpu_s": time.process_time() - c0}
+    if tcfg.precise_bn_iters > 0 and mcfg.arch == "dynamic":
+        pbn = _loader(run.ds, tcfg, run.max_iter, run.max_iter + tcfg.precise_bn_iters, run.d)
+        summary["precise_bn_batches"] = recompute_bn_stats(
+            run.net, pbn, tcfg.precise_bn_iters,
+            to_input=lambda b, _d: b[0].to(run.dev).contiguous(memory_format=run.fmt))
+        sync_buffers(run.net, run.d)
+    if run.d.main:
+        save_checkpoint(out / "model_final.pt", run.net, None, step, run.max_iter, mcfg, tcfg)
+        log.close()
+    return summary
+
+
+def train(mcfg: ModelConfig, tcfg: TrainConfig, out: str | Path, *, resume: bool = False,
+          device: str | None = "auto", progress_bar: bool | None = None, return_model: bool = False,
+          stop_at: int | None = None):
+    """Train ``mcfg`` with recipe ``tcfg`` into ``out`` (last.pt, model_final.pt, train_log.csv).
+
+    Returns the summary dict, or (summary, model) with ``return_model``. ``stop_at`` ends the loop after that
+    iteration with a checkpoint and no precise BN, as an interruption would (a later ``resume`` continues).
+    """
+    out = Path(out)
+    run = _start(mcfg, tcfg, out, resume, device)
+    d, start = run.d, run.start
     log = CsvLogger(out / "train_log.csv", LOG_FIELDS, resume_step=start if start else None) if d.main else None
     t0, c0 = time.perf_counter(), time.process_time()
-    bar = tqdm(total=max_iter, initial=start, disable=(not d.main) or progress_bar is False or None,
+    bar = tqdm(total=run.max_iter, initial=start, disable=(not d.main) or progress_bar is False or None,
                dynamic_ncols=True, desc=mcfg.name)
     step = start
-    model.train()
-    for images, masks, _ in _loader(ds, tcfg, start, max_iter, d):
-        if step >= max_iter:
+    run.model.train()
+    for images, masks, _ in _loader(run.ds, tcfg, start, run.max_iter, d):
+        if step >= run.max_iter:
             break
-        p = step / max_iter
-        # warm-up never takes more than 10 % of a (budget-shortened) schedule
-        set_lr(opt, lr_at(step, max_iter, tcfg.base_lr, min(tcfg.warmup_iters, max(1, max_iter // 10))))
-        _set_drop_path(net, p)
-        images = images.to(dev, non_blocking=True).contiguous(memory_format=fmt)
-        masks = masks.to(dev, non_blocking=True)
-        with _amp(tcfg, dev):
-            logits, aux = model(images)
-            losses = net.loss(logits.float(), masks, aux, p)
+        losses, aux = _forward(run, tcfg, images, masks, step)
         if not torch.isfinite(losses["loss"]):
             bar.close()
             raise NonFiniteLoss(f"non-finite loss ({losses['loss'].item()}) at iteration {step}; "
-                                f"last good checkpoint: {last if last.is_file() else 'none'}")
-        opt.zero_grad(set_to_none=True)
-        losses["loss"].backward()
-        clip_grad(net, tcfg.grad_clip)
-        opt.step()
+                                f"last good checkpoint: {run.last if run.last.is_file() else 'none'}")
+        _backward(run, tcfg, losses)
         step += 1
         ratio = (aux.expected_gflops.mean() / aux.expected_full_gflops).item()
         if d.main:
-            row = {"step": step, **{k: float(v.detach()) for k, v in losses.items()}, "lr": opt.param_groups[0]["lr"] /
-                   opt.param_groups[0].get("lr_mult", 1.0), "expected_ratio": ratio,
-                   "expected_gflops": aux.expected_gflops.mean().item(),
-                   "real_gflops": aux.real_gflops.mean().item(), "wall_s": time.perf_counter() - t0}
-            log.log(row)
-            bar.set_postfix(loss=f"{row['loss']:.3f}", lr=f"{row['lr']:.4f}", eflops=f"{ratio:.2f}")
-            bar.update(1)
-            if bar.disable and (step % tcfg.log_interval == 0 or step == max_iter):
-                print(f"[{mcfg.name}] it {step}/{max_iter} loss {row['loss']:.4f} ce {row['ce']:.4f} "
-                      f"budget {row['budget']:.4f} lr {row['lr']:.5f} E/C {ratio:.3f} "
-                      f"{row['wall_s']:.0f}s", flush=True)
+            _log(run, log, bar, mcfg.name, tcfg, step, losses, aux, ratio, t0)
         if (tcfg.time_budget_min > 0 or tcfg.cpu_budget_min > 0) and start == 0 and step in (3, 10, 30):
-            # Fit the whole schedule (warm-up, poly decay, budget ramp) into the budget; re-estimated a few
-            # times early because a shared machine's speed drifts. CPU time is immune to other processes.
-            if tcfg.cpu_budget_min > 0:
-                per_it, budget = (time.process_time() - c0) / step, tcfg.cpu_budget_min * 60
-            else:
-                per_it, budget = (time.perf_counter() - t0) / step, tcfg.time_budget_min * 60
-            max_iter = max(step + 1, min(tcfg.iters, int(budget / per_it)))
-            bar.total = max_iter
-        if d.main and (step % tcfg.ckpt_interval == 0 or step == max_iter or step == stop_at):
-            save_checkpoint(last, model, opt, step, max_iter, mcfg, tcfg)
+            run.max_iter = _fitted_max_iter(tcfg, step, t0, c0)
+            bar.total = run.max_iter
+        if d.main and (step % tcfg.ckpt_interval == 0 or step == run.max_iter or step == stop_at):
+            save_checkpoint(run.last, run.model, run.opt, step, run.max_iter, mcfg, tcfg)
         if step == stop_at:
             break
     bar.close()
-    if stop_at is not None and step < max_iter:
-        return ({"iters": step, "interrupted": True}, net) if return_model else {"iters": step, "interrupted": True}
-    sync_buffers(net, d)
-    summary = {"iters": step, "max_iter": max_iter, "train_wall_s": time.perf_counter() - t0,
-               "train_cpu_s": time.process_time() - c0}
-    if tcfg.precise_bn_iters > 0 and mcfg.arch == "dynamic":
-        pbn = _loader(ds, tcfg, max_iter, max_iter + tcfg.precise_bn_iters, d)
-        summary["precise_bn_batches"] = recompute_bn_stats(
-            net, pbn, tcfg.precise_bn_iters,
-            to_input=lambda b, _d: b[0].to(dev).contiguous(memory_format=fmt))
-        sync_buffers(net, d)
-    if d.main:
-        save_checkpoint(out / "model_final.pt", net, None, step, max_iter, mcfg, tcfg)
-        log.close()
-    return (summary, net) if return_model else summary
+    if stop_at is not None and step < run.max_iter:
+        return ({"iters": step, "interrupted": True}, run.net) if return_model else {"iters": step, "interrupted": True}
+    summary = _finish(run, mcfg, tcfg, out, step, log, t0, c0)
+    return (summary, run.net) if return_model else summary
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m dynroute_lib.train", description="Train a dynroute preset.")
+def _parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="python -m dynroute_lib train", description="Train a dynroute preset.")
     ap.add_argument("preset", help="preset name (see dynroute_lib.config.PRESETS) or a route-mask .json")
     ap.add_argument("--data", default=None, help="data set name (default: the profile's)")
     ap.add_argument("--data-root", default="", help="data root (default: the data set's default)")
@@ -224,11 +241,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--resume", action="store_true", help="continue from OUT/last.pt exactly")
     ap.add_argument("--smoke", action="store_true", help="tiny run on the embedded data (seconds)")
     ap.add_argument("--eval", action="store_true", help="evaluate model_final.pt on val afterwards")
-    a = ap.parse_args(argv)
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    a = _parser().parse_args(argv)
     over = {k: v for k, v in dict(data=a.data, data_root=a.data_root or None, iters=a.iters,
                                   crop_hw=tuple(a.crop) if a.crop else None,
                                   resize_hw=tuple(a.resize) if a.resize else None, batch=a.batch, base_lr=a.lr,
-                                  time_budget_min=a.time_budget_min, cpu_budget_min=a.cpu_budget_min, workers=a.workers, seed=a.seed,
+                                  time_budget_min=a.time_budget_min, cpu_budget_min=a.cpu_budget_min,
+                                  workers=a.workers, seed=a.seed,
                                   precise_bn_iters=a.precise_bn).items() if v is not None}
     try:
         mcfg, tcfg = for_run(a.preset, profile=a.profile, smoke=a.smoke, **over)
@@ -236,7 +258,7 @@ def main(argv: list[str] | None = None) -> int:
             mcfg = replace(mcfg, base_channels=a.base_channels)
         with io.Timer() as t:
             summary = train(mcfg, tcfg, a.out, resume=a.resume, device=a.device)
-        rec = io.provenance({"command": io.command_line("dynroute_lib.train", argv), "model_config": mcfg.to_dict(),
+        rec = io.provenance({"command": io.command_line("dynroute_lib train", argv), "model_config": mcfg.to_dict(),
                              "train_config": tcfg.to_dict(), **summary, "wall_s": t.wall_s})
         if a.eval:
             from .evaluate import evaluate_checkpoint

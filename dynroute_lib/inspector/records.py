@@ -1,64 +1,44 @@
-"""Per-image route inspection: model loading, cached per-image records, FLOPs summary (paper Sec. 4.3, Fig. 5).
+"""Per-image route inspection: what the inspector shows for one image, computed once (paper Sec. 4.3, Fig. 5).
 
 A *record* holds what the inspector shows for one image, computed once per (model, image) and cached:
 ``image`` (uint8 RGB [H, W, 3]), ``gt`` (int [H, W] or None), ``pred`` (int [H, W]), ``gates`` (node key ->
 float32 [n], path order keep/up/down), ``live`` / ``computed`` (node key -> bool), ``real_gflops`` (official
 accounting) and ``exec_gflops`` (executed), ``activity`` (per-scale open paths / active nodes) plus ``index``,
-``name``, ``num_layers`` and ``source``. Figures live in :mod:`inspect_view`, the widget in
-:mod:`inspect_widget`; this module has no UI dependency.
+``name``, ``num_layers`` and ``source``. Models come from a checkpoint (``engine.checkpoint.load_model``) or
+fresh from a preset at the run's scale (``config.for_run``: smoke runs get the smoke width). Figures live in
+:mod:`inspector.view`, the widget in :mod:`inspector.widget`; this module has no UI dependency.
 """
 from __future__ import annotations
 
 import hashlib
 import io
 import json
-import os
-import time
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
+import pandas as pd
 import torch
 
-from .config import ModelConfig, get_preset
-from .data import denormalize, normalize, pad_to_multiple
-from .inspect_view import render_inspection, render_records_grid
-from .model import build_model
-from .paths import CHECKPOINTS_DIR, PROJ_ROOT, RESULTS_DIR, SMOKE_RESULTS_DIR
-from .route_plot import scale_activity
+from ..analysis.route_plot import scale_activity
+from ..config import for_run
+from ..data import build_dataset, denormalize, normalize, pad_to_multiple
+from ..engine.checkpoint import load_model
+from ..model import build_model
+from ..paths import CHECKPOINTS_DIR, PROJ_ROOT, RESULTS_DIR
+from ..routes import node_key
 
-__all__ = ["available_sources", "collect_records", "current_source", "flops_summary", "image_record",
-           "load_model_for_inspection", "load_source", "make_inspector", "render_inspection", "render_records_grid",
-           "run_settings"]
 _CACHE: dict[tuple, dict] = {}
-SMOKE_CHANNELS = 8          # reduced width of smoke models
-SMOKE_IMAGES = 4            # images inspected in smoke runs
+SMOKE_IMAGES = 4            # images inspected in smoke runs (the model's smoke width comes from config.for_run)
 
 
-# ---- run settings ----------------------------------------------------------------------------------
-def run_settings(stem: str, *, smoke: bool = False, seed: int = 0, device: str = "auto", results_root: str = "",
-                 n_images: int = 8) -> SimpleNamespace:
-    """Resolve smoke flag (OR ``DYNROUTE_SMOKE=1``), device, output dir and image count for a notebook.
-
-    Smoke output never lands in ``results/<stem>``: it goes to ``results/_smoke/<stem>`` (also when
-    ``results_root`` points at ``results/`` itself).
-    """
-    smoke = bool(smoke) or os.environ.get("DYNROUTE_SMOKE", "") == "1"
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    root = Path(results_root).expanduser().resolve() if results_root else RESULTS_DIR
-    if smoke and root == RESULTS_DIR.resolve():
-        root = SMOKE_RESULTS_DIR
-    out_dir = root / stem
-    out_dir.mkdir(parents=True, exist_ok=True)
-    torch.manual_seed(seed)
-    np.random.seed(seed)
-    n = min(n_images, SMOKE_IMAGES) if smoke else n_images
-    return SimpleNamespace(stem=stem, smoke=smoke, seed=seed, device=device, out_dir=out_dir, n_images=n,
-                           t0=time.perf_counter())
+# ---- data and models -------------------------------------------------------------------------------
+def inspection_dataset(ctx, n_images: int = 8):
+    """The run's validation images to inspect: the first ``n_images`` (at most ``SMOKE_IMAGES`` when smoke)."""
+    tcfg = ctx.train_config
+    n = min(n_images, SMOKE_IMAGES) if ctx.smoke else n_images
+    return build_dataset(tcfg.data, root=tcfg.data_root or None, split="val", train=False, limit=n)
 
 
-# ---- models ----------------------------------------------------------------------------------------
 def load_model_for_inspection(ckpt_path: str | Path | None = None, preset: str | None = "dynamic_raw_l16",
                               num_classes: int = 19, smoke: bool = False,
                               seed: int = 0) -> tuple[torch.nn.Module, str]:
@@ -68,7 +48,7 @@ def load_model_for_inspection(ckpt_path: str | Path | None = None, preset: str |
         ckpt_path: Checkpoint (``{"model": state_dict, "config": dict, ...}``); None = fresh random init.
         preset: Expected preset; a checkpoint of another preset is refused (None accepts any).
         num_classes: Classes of the data set; a checkpoint with another count is refused.
-        smoke: Reduced width (``base_channels=8``) for a fresh model; a checkpoint keeps its own config.
+        smoke: A fresh model gets the smoke width of ``config.for_run``; a checkpoint keeps its own config.
         seed: Initialisation seed of a fresh model.
 
     Raises:
@@ -76,30 +56,15 @@ def load_model_for_inspection(ckpt_path: str | Path | None = None, preset: str |
         FileNotFoundError: ``ckpt_path`` does not exist.
     """
     if not ckpt_path:
-        cfg = get_preset(preset or "dynamic_raw_l16", num_classes=num_classes,
-                         **({"base_channels": SMOKE_CHANNELS} if smoke else {}))
+        cfg, _ = for_run(preset or "dynamic_raw_l16", smoke=smoke, num_classes=num_classes)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             model = build_model(cfg).eval()
         model.inspect_id = f"init:{cfg.hash()}:seed{seed}"
         return model, (f"untrained model ({cfg.name}, random init, seed {seed}): routes are random, not learned; "
                        f"set CHECKPOINT to inspect a trained model")
-    from .io import load_checkpoint
     path = Path(ckpt_path).expanduser()
-    ckpt = load_checkpoint(path)
-    if not isinstance(ckpt, dict) or "model" not in ckpt or "config" not in ckpt:
-        raise ValueError(f"{path.name}: not a dynroute checkpoint (needs 'model' and 'config' entries)")
-    cfg = ModelConfig.from_dict(dict(ckpt["config"]))
-    if preset and cfg.name != preset:
-        raise ValueError(f"{path.name} is a checkpoint of preset {cfg.name!r}, not {preset!r}")
-    if cfg.num_classes != num_classes:
-        raise ValueError(f"{path.name} predicts {cfg.num_classes} classes, the data set has {num_classes}")
-    model = build_model(cfg)
-    try:
-        model.load_state_dict(ckpt["model"])
-    except RuntimeError as e:
-        first = str(e).splitlines()[0]
-        raise ValueError(f"{path.name}: weights do not fit preset {cfg.name!r} ({first})") from None
+    model, cfg, ckpt = load_model(path, preset=preset, num_classes=num_classes)
     model.eval().inspect_id = f"ckpt:{path.resolve()}:{path.stat().st_mtime_ns}"
     step = ckpt.get("step", "?")
     return model, f"checkpoint {path.name} ({cfg.name}, step {step})"
@@ -143,7 +108,7 @@ def _forward(model, x: torch.Tensor, hw: tuple[int, int], device: str) -> dict:
     logits, aux = model(x[None].to(device))
     h, w = hw
     gates = {k: v[0].detach().float().cpu().numpy() for k, v in aux.gates.items()}
-    keys = {n: f"l{n[0]}_s{n[1]}" for n in aux.states}
+    keys = {n: node_key(*n) for n in aux.states}
     live = {keys[n]: bool(st.live[0]) for n, st in aux.states.items()}
     computed = {keys[n]: bool(st.computed[0]) for n, st in aux.states.items()}
     L = model.cfg.num_layers
@@ -242,7 +207,11 @@ def flops_summary(records: list[dict], kind: str = "official") -> dict[str, floa
     return {"mean": float(v.mean()), "min": float(v.min()), "max": float(v.max())}
 
 
-def make_inspector(records: list[dict], **kwargs):
-    """The ipywidgets inspector (see :func:`dynroute_lib.inspect_widget.make_inspector`)."""
-    from .inspect_widget import make_inspector as _make
-    return _make(records, **kwargs)
+def per_image_table(records: list[dict]) -> pd.DataFrame:
+    """One row per record: ``index, name, real_gflops, exec_gflops``."""
+    return pd.DataFrame([{k: r[k] for k in ("index", "name", "real_gflops", "exec_gflops")} for r in records])
+
+
+def flops_table(records: list[dict]) -> pd.DataFrame:
+    """Mean / min / max per-image GFLOPs, one row per kind (official, executed)."""
+    return pd.DataFrame({kind: flops_summary(records, kind) for kind in ("official", "executed")}).T

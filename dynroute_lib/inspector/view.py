@@ -1,9 +1,9 @@
 """Figures of the per-image route inspector (paper Fig. 5-style single-image views), headless.
 
-``render_inspection`` puts side by side, for one record of :mod:`dynroute_lib.inspect`: the image with its
-predicted segmentation (optionally the ground truth), the route grid (:func:`route_plot.draw_route_grid`),
-this image's FLOPs against the data set's mean / min / max, and the per-scale activity; a pinned second
-record is drawn as a second row. ``render_records_grid`` is the static fallback saved by batch runs
+``render_inspection`` puts side by side, for one record of :mod:`inspector.records`: the image with its
+predicted segmentation (optionally the ground truth), the route grid
+(:func:`analysis.route_plot.draw_route_grid`), this image's FLOPs against the data set's mean / min / max, and
+the per-scale activity; a pinned second record is drawn as a second row. ``render_records_grid`` is the static fallback saved by batch runs
 (``inspector_grid.png``): the live widget only exists in an interactive front end.
 """
 from __future__ import annotations
@@ -14,7 +14,7 @@ import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
-from .route_plot import SCALE_LABELS, draw_route_grid, scale_activity
+from ..analysis.route_plot import SCALE_LABELS, draw_route_grid, scale_activity
 
 FLOPS_KEYS = {"official": "real_gflops", "executed": "exec_gflops"}
 
@@ -102,7 +102,7 @@ def render_inspection(record: dict, *, info, flops_stats: dict | None, show_gt: 
     """One inspector view: image + prediction, [ground truth], route grid, FLOPs, per-scale activity.
 
     Args:
-        record: A record from :func:`dynroute_lib.inspect.collect_records` or ``image_record``.
+        record: A record from :func:`inspector.records.collect_records` or ``image_record``.
         info: ``DatasetInfo`` of the data set (class names, palette, ignore index).
         flops_stats: ``flops_summary(records, flops_kind)`` of the data set, or None.
         show_gt: Add a ground-truth panel.

@@ -1,11 +1,11 @@
-"""Thin ipywidgets front end of the per-image route inspector (handbook §2 "Figures and the inspector").
+"""Thin ipywidgets front end of the per-image route inspector (paper Sec. 4.3, Fig. 5; handbook §2 "the inspector").
 
 Stock widgets only (pitfall 5): an ``IntSlider`` over the inspected images (``continuous_update=False``), a
 model ``Dropdown`` (checkpoints found plus untrained presets), a ``FileUpload`` for one's own image, a
 "show ground truth" ``Checkbox``, a ``FloatLogSlider`` threshold for "active", ``ToggleButtons`` for official /
 executed FLOPs, a "pin for comparison" ``Button``, an ``HTML`` message line (banner and errors: a bad
 checkpoint or a non-image upload shows a message, never a traceback) and a fixed-size ``Output``. Every
-change redraws through :func:`dynroute_lib.inspect_view.render_inspection` and replaces the ``Output``'s
+change redraws through :func:`inspector.view.render_inspection` and replaces the ``Output``'s
 content in one step (the effect of ``clear_output(wait=True)`` + ``display``, pitfall 6, without ``with out:``
 capture: under papermill, nbclient's Output mimic answering captured displays on the shell channel stalled
 cells until the execution timeout, cf. jupyter/nbclient#312). The figure becomes a PNG without pyplot, so no
@@ -18,9 +18,9 @@ import html
 
 import ipywidgets as W
 
-from .data import DataError
-from .inspect import collect_records, flops_summary, image_record, load_source
-from .inspect_view import fig_to_png, render_inspection
+from ..data import DataError
+from .records import collect_records, flops_summary, image_record, load_source
+from .view import fig_to_png, render_inspection
 
 _USER_ERRORS = (ValueError, FileNotFoundError, DataError, ImportError)
 

@@ -1,4 +1,11 @@
-"""Dynamic routing model (Li et al., CVPR 2020). ``build_model(cfg)`` is the only constructor callers need."""
+"""Dynamic routing model (Li et al., CVPR 2020, Sec. 3). ``build_model(cfg)`` is the only constructor callers need.
+
+One module per piece of the paper: ``layers`` (stem, cell op of Eq. 2, scale transforms), ``gates`` (Eq. 3 and
+the activation delta), ``node`` (Eq. 1-6: input sum, cell, gated paths, skip rules; dense and sparse executors),
+``head`` (the fixed decoder), ``net`` (the whole network, Fig. 2), ``costs`` (unit costs and the expected cost of
+Eq. 7-8), ``budget`` (Eq. 9-10), ``official`` (official checkpoint import/export) and ``lraspp`` (the torchvision
+baseline of the CPU comparison).
+"""
 from __future__ import annotations
 
 from .net import DynamicRoutingNet, RoutingAux
@@ -11,7 +18,7 @@ def build_model(cfg) -> DynamicRoutingNet:
     ``(logits [N, num_classes, H, W], RoutingAux)``.
     """
     if getattr(cfg, "arch", "dynamic") == "lraspp_mbv3":
-        from ..baselines import LRASPPBaseline
+        from .lraspp import LRASPPBaseline
         return LRASPPBaseline(cfg)
     if getattr(cfg, "arch", "dynamic") != "dynamic":
         raise ValueError(f"unknown arch {cfg.arch!r}; valid: dynamic, lraspp_mbv3")

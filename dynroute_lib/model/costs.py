@@ -1,4 +1,10 @@
-"""FLOPs accounting with the official counting rules, at the actual input size (spec Sec. 4.1-4.8).
+"""Costs of a route: unit cost tables and the per-sample expected cost (paper Sec. 3.3, Eq. 7-8; spec Sec. 4.1-4.8).
+
+``cost_table`` prices every cell, transform and gate of the space with the official counting rules;
+``route_costs`` turns one forward pass's per-sample gates into the three per-sample counts of ``RoutingAux``:
+the differentiable *expected* cost (Eq. 7: a node costs max(alpha) * C(cell) + sum_j alpha_j * C(T_j), Eq. 8:
+summed over the nodes of the space), the official *real* FLOPs (spec Sec. 4.5) and the *executed* FLOPs (what the
+executor ran, spec Sec. 4.8). ``full_expected_flops`` is C of Eq. 9 (every node and path open).
 
 Costs are multiply-adds counted once: conv k*k*Cin/groups*Cout*(H/stride)*(W/stride), BN 2*H*W*C, ReLU
 H*W*C, global pooling H*W*C; interpolation, sums, gate products and biases are free. Unlike the official
@@ -13,7 +19,7 @@ from functools import lru_cache
 import torch
 from torch import nn
 
-from ..routes import NUM_SCALES
+from ..routes.space import NUM_SCALES, all_nodes, node_paths
 from .gates import make_gate, small_gate_hw
 from .layers import ConvNorm, Stem, make_cell_op, make_down, make_up
 
@@ -42,6 +48,9 @@ def official_flops(module: nn.Module, c: int, h: int, w: int) -> tuple[float, in
             total += f
         return total, c, h, w
     raise TypeError(f"no official FLOPs rule for {type(module).__name__}")
+
+
+OFFICIAL_EPS = 1e-4                     # thresholds of the official real-FLOPs count
 
 
 @dataclass(frozen=True)
@@ -81,3 +90,46 @@ def _decoder_stages(c: int, k: int) -> list[nn.Module]:
     stages = [nn.Sequential(ConvNorm(c, c, 1, relu=True), nn.Conv2d(c, k, 3, padding=1))]
     stages += [ConvNorm(c * 2 ** s, c * 2 ** (s - 1), 1, relu=True) for s in (1, 2, 3)]
     return stages
+
+
+def full_expected_flops(t: CostTable, num_layers: int) -> float:
+    """C of Eq. 9: expected cost with every node and path of the whole space open (official bookkeeping)."""
+    L, total = num_layers, 0.0
+    for layer, s in all_nodes(L):
+        total += t.cell[s] if layer >= 0 else 0.0
+        total += sum(t.trans[s][p] for p in node_paths(layer, s, L)) if layer < L - 1 else 0.0
+    return total
+
+
+def route_costs(t: CostTable, states: dict, stages: torch.Tensor, num_layers: int, *, gated: bool, training: bool,
+                eps_path: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Per-sample (expected, real, executed) FLOPs of one forward pass, each [N].
+
+    Args:
+        t: Unit costs at this input size.
+        states: ``(layer, scale) -> NodeState`` (alpha [N, n], live [N], computed [N]).
+        stages: [N, 4] bool, decoder stage s ran for the sample.
+        num_layers: Depth L of the space.
+        gated: Learned gates ran (their FLOPs count); False for fixed and forced routes.
+        training: Training mode: every node counts in the expected cost (dense soft masks).
+        eps_path: A transform is executed when its gate is above this.
+    """
+    L, dev, n_batch = num_layers, stages.device, stages.shape[0]
+    expected = torch.zeros(n_batch, device=dev)
+    real = torch.full((n_batch,), t.stem + t.head_official, device=dev, dtype=torch.float64)
+    execd = t.stem + (stages.double() * torch.tensor(t.head_true_stage, device=dev, dtype=torch.float64)).sum(1)
+    for (layer, s), st in states.items():
+        a, comp = st.alpha, st.computed
+        paths = node_paths(layer, s, L)
+        w = comp.to(a.dtype) if not training else torch.ones_like(a[:, 0])
+        gate_f = t.gate[s][len(paths)] if gated else 0.0
+        execd = execd + gate_f * st.live + t.cell[s] * comp
+        if layer >= 0:
+            expected = expected + w * a.max(1).values * t.cell[s]                  # Eq. 7, cell term
+            real = real + gate_f + t.cell[s] * (comp & (a.sum(1) > OFFICIAL_EPS))
+        for j, p in enumerate(paths):
+            execd = execd + t.trans[s][p] * (comp & (a[:, j] > eps_path))
+            if layer < L - 1:
+                expected = expected + w * a[:, j] * t.trans[s][p]                  # Eq. 7, path terms
+                real = real + t.trans[s][p] * (comp & (a[:, j] > OFFICIAL_EPS))
+    return expected, real, execd

@@ -1,4 +1,4 @@
-"""Baseline for the CPU comparison run (issue 5): torchvision LR-ASPP MobileNetV3-Large, untrained.
+"""Baseline for the CPU comparison run (issue 5; not in the paper): torchvision LR-ASPP MobileNetV3-Large, untrained.
 
 Wrapped to the dynroute interface ``forward(x) -> (logits, aux)`` so the same trainer and evaluator drive it;
 ``aux`` reports the static true MACs (FlopCounterMode, /2) as both real and executed GFLOPs.
@@ -46,6 +46,6 @@ class LRASPPBaseline(nn.Module):
         g = torch.full((x.shape[0],), self.gmacs(*x.shape[-2:]), device=x.device)
         return logits, StaticAux(g, g, g, float(g[0]), {})
 
-    def loss(self, logits, target, aux, progress: float, ignore_index: int = 255) -> dict:
+    def loss(self, logits, target, aux, budget_w: float, ignore_index: int = 255) -> dict:
         ce = F.cross_entropy(logits, target, ignore_index=ignore_index)
         return {"loss": ce, "ce": ce, "budget": ce.new_zeros(())}

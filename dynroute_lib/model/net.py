@@ -2,25 +2,25 @@
 
 ``forward(x) -> (logits, aux)``. Training: dense soft masks, every op on every sample (Sec. 3.1 of the spec).
 Eval: per-sample Eq. 5/6 semantics, executed sparsely (only live nodes/paths run; ``executor="dense"`` gives
-the masked dense reference). ``aux`` carries per-sample gates, the differentiable expected cost (Eq. 7-8) and
-per-sample real FLOPs (official accounting and executed).
+the masked dense reference). ``aux`` carries per-sample gates, the differentiable expected cost (Eq. 7-8,
+``model.costs``) and per-sample real FLOPs (official accounting and executed); ``loss`` is Eq. 10
+(``model.budget``). Nodes (Eq. 1-6) are ``model.node``, the decoder ``model.head``.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from ..routes import RouteMask, all_nodes, incoming, layer_scales, liveness, node_key, node_paths
-from .costs import cost_table
+from ..routes.masks import RouteMask, liveness
+from ..routes.modeled import modeled_route
+from ..routes.space import all_nodes, incoming, layer_scales, node_key, node_paths
+from .budget import budget_loss, total_loss
+from .costs import cost_table, full_expected_flops, route_costs
 from .head import Decoder
 from .layers import Stem, init_weights
 from .node import Edge, Node, NodeState, sum_rows
-
-OFFICIAL_EPS = 1e-4                     # thresholds of the official real-FLOPs count
-OFFICIAL_FLOPS_ALL = 26300e6            # official budget normaliser (FLOPs at 768x768)
 
 
 @dataclass
@@ -113,7 +113,7 @@ class DynamicRoutingNet(nn.Module):
             logits, stages = self.sem_seg_head.forward_sparse(feats, n_batch, (height, width))
         else:
             logits, stages = self.sem_seg_head.forward_dense(feats)
-        return logits, self._aux(states, stages, height, width)
+        return logits, self.routing_aux(states, stages, height, width)
 
     def _run(self, layer, s, edges, shape, sparse, strict):
         """Aggregate the inputs (Eq. 1) and run node (layer, s), or pass through if it is not built."""
@@ -164,55 +164,26 @@ class DynamicRoutingNet(nn.Module):
 
     def full_expected_flops(self, height: int, width: int) -> float:
         """C of Eq. 9: expected cost with every node and path of the whole space open (official bookkeeping)."""
-        t, L = self.cost_table(height, width), self.cfg.num_layers
-        total = 0.0
-        for layer, s in all_nodes(L):
-            total += t.cell[s] if layer >= 0 else 0.0
-            total += sum(t.trans[s][p] for p in node_paths(layer, s, L)) if layer < L - 1 else 0.0
-        return total
+        return full_expected_flops(self.cost_table(height, width), self.cfg.num_layers)
 
-    def _aux(self, states: dict, stages: torch.Tensor, height: int, width: int) -> RoutingAux:
-        t, L = self.cost_table(height, width), self.cfg.num_layers
+    def routing_aux(self, states: dict, stages: torch.Tensor, height: int, width: int) -> RoutingAux:
+        """``RoutingAux`` of one forward from its node states and decoder stages (costs: ``model.costs``)."""
+        t = self.cost_table(height, width)
         gated = not self.fixed and self.forced_route is None
-        dev = stages.device
-        n_batch = stages.shape[0]
-        expected = torch.zeros(n_batch, device=dev)
-        real = torch.full((n_batch,), t.stem + t.head_official, device=dev, dtype=torch.float64)
-        execd = t.stem + (stages.double() * torch.tensor(t.head_true_stage, device=dev, dtype=torch.float64)).sum(1)
-        for (layer, s), st in states.items():
-            a, comp = st.alpha, st.computed
-            paths = node_paths(layer, s, L)
-            w = comp.to(a.dtype) if not self.training else torch.ones_like(a[:, 0])
-            gate_f = t.gate[s][len(paths)] if gated else 0.0
-            execd = execd + gate_f * st.live + t.cell[s] * comp
-            if layer >= 0:
-                expected = expected + w * a.max(1).values * t.cell[s]
-                real = real + gate_f + t.cell[s] * (comp & (a.sum(1) > OFFICIAL_EPS))
-            for j, p in enumerate(paths):
-                execd = execd + t.trans[s][p] * (comp & (a[:, j] > self.cfg.eps_path))
-                if layer < L - 1:
-                    expected = expected + w * a[:, j] * t.trans[s][p]
-                    real = real + t.trans[s][p] * (comp & (a[:, j] > OFFICIAL_EPS))
+        expected, real, execd = route_costs(t, states, stages, self.cfg.num_layers, gated=gated,
+                                            training=self.training, eps_path=self.cfg.eps_path)
         gates = {node_key(*n): st.alpha for n, st in states.items()}
-        return RoutingAux(gates, expected / 1e9, self.full_expected_flops(height, width) / 1e9,
+        return RoutingAux(gates, expected / 1e9, full_expected_flops(t, self.cfg.num_layers) / 1e9,
                           (real / 1e9).float(), (execd / 1e9).float(), states, (height, width))
 
     # ---- losses ---------------------------------------------------------------------------------------
-    def budget_loss(self, aux: RoutingAux, progress: float) -> torch.Tensor:
-        """lambda_2 * w(t) * (mean_b E_b / C - mu)^2 (Eq. 9-10; schedule of spec Sec. 4.4)."""
-        from ..schedule import budget_weight_at
-        cfg = self.cfg
-        if cfg.budget_weight == 0 or self.fixed:
-            return aux.expected_gflops.new_zeros(())
-        h, w = aux.input_hw
-        norm = aux.expected_full_gflops if cfg.budget_norm == "same_size" else OFFICIAL_FLOPS_ALL * h * w / 768 ** 2 / 1e9
-        ratio = aux.expected_gflops.mean() / norm
-        return cfg.budget_weight * budget_weight_at(progress) * (ratio - cfg.budget_mu) ** 2
+    def budget_loss(self, aux: RoutingAux, budget_w: float) -> torch.Tensor:
+        """lambda_2 * w * (mean_b E_b / C - mu)^2 (Eq. 9-10); ``budget_w`` = w(t) of the training schedule."""
+        return budget_loss(self.cfg, aux, budget_w, fixed=self.fixed)
 
-    def loss(self, logits, target, aux: RoutingAux, progress: float, ignore_index: int = 255) -> dict:
-        ce = F.cross_entropy(logits, target, ignore_index=ignore_index)
-        budget = self.budget_loss(aux, progress)
-        return {"loss": ce + budget, "ce": ce, "budget": budget}
+    def loss(self, logits, target, aux: RoutingAux, budget_w: float, ignore_index: int = 255) -> dict:
+        """Eq. 10: cross-entropy + budget term; ``budget_w`` = ``engine.schedule.budget_weight_at(t / T)``."""
+        return total_loss(logits, target, self.budget_loss(aux, budget_w), ignore_index)
 
 
 def _gather(edges: list[Edge], live: torch.Tensor, live_idx: torch.Tensor, shape,
@@ -233,5 +204,4 @@ def resolve_route(cfg) -> RouteMask:
         return RouteMask.full(cfg.num_layers)
     if cfg.route.endswith(".json"):
         return RouteMask.load(cfg.route)
-    from ..routes_modeled import modeled_route
     return modeled_route(cfg.route, cfg.num_layers)

@@ -1,4 +1,4 @@
-"""One routing node: cell (Eq. 2), soft gate (Eq. 3), gated paths (Eq. 4) and the skip rules (Eq. 5/6).
+"""One routing node: input sum (Eq. 1), cell (Eq. 2), soft gate (Eq. 3), gated paths (Eq. 4), skip rules (Eq. 5/6).
 
 Two executors share the modules:
 * ``forward_dense``: every op on every sample, outputs multiplied by masks. Training (soft masks, official
@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..routes import node_paths
+from ..routes.space import node_paths
 from .gates import make_gate, run_gate
 from .layers import make_cell_op, make_down, make_up, upsample2
 

@@ -1,4 +1,4 @@
-"""Official DynamicRouting checkpoints <-> dynroute models (spec Sec. 2; official key layout).
+"""Official DynamicRouting checkpoints <-> dynroute models (paper Sec. 3 network; spec Sec. 2; official key layout).
 
 Our module tree mirrors the official one, so the mapping is two renames: the official cell op lives at
 ``cell_ops._ops.0.op`` (a one-op MixedOp list) and ours at ``cell_op``. Loads detectron2-style
@@ -82,5 +82,5 @@ def load_official(model: torch.nn.Module, path: str | Path) -> list[str]:
 
 def save_official(model: torch.nn.Module, path: str | Path) -> Path:
     """Write the model in the official layout ({"model": state_dict} with official key names), atomically."""
-    from .io import save_torch
+    from ..io import save_torch
     return save_torch(Path(path), {"model": to_official(model.state_dict())})

@@ -12,7 +12,7 @@ stage lengths are tuned so that the parameter counts land near Table 1. Conventi
   U-Net, Auto-DeepLab) leave the other scales dead, HRNetV2 feeds all four (its V2 head uses every scale).
 * Stage lengths are written for Layer16 and stretched proportionally (largest remainder) for other depths.
 
-Parameters and official GFLOPs at 1024x2048 (``static_route_flops``), ours / paper Table 1:
+Parameters and official GFLOPs at 1024x2048 (``flops.static_route_flops``), ours / paper Table 1:
 
 ============  ===========  ===========  ===================================================================
 route         params (M)   GFLOPs       shape, gap
@@ -29,17 +29,13 @@ cannot match: no single path of Layer16 exceeds 29.6 G under the official count 
 transforms), below Table 1's 35.1 G (FCN-32s) and 33.1 G (Auto-DeepLab). The paper's count for these rows
 must include something a fixed route does not have here (e.g. gate FLOPs); we cannot tell what.
 
-(The table is checked by ``tests/test_routes.py``; the numbers come from ``static_route_flops``.)
+(The table is checked by ``tests/test_routes.py``; the numbers come from ``flops.static_route_flops``, the
+paper's from ``analysis.paper``.) This module is pure Python: it builds masks and imports no model.
 """
 from __future__ import annotations
 
-import tempfile
-from dataclasses import replace
-from pathlib import Path
-
-import torch
-
-from .routes import RouteMask, layer_scales, liveness, node_key, node_paths
+from .masks import RouteMask, liveness
+from .space import layer_scales, node_key, node_paths
 
 # Auto-DeepLab's searched network-level path (Liu et al., CVPR 2019, Fig. 3; the backbone list of the official
 # TensorFlow DeepLab nas_network). Index 0 = 1/4 ... 3 = 1/32.
@@ -216,9 +212,6 @@ def autodeeplab(num_layers: int = 16) -> RouteMask:
 
 MODELED = {"fcn32s": fcn32s, "deeplabv3": deeplabv3, "unet": unet, "hrnetv2": hrnetv2,
            "autodeeplab": autodeeplab}
-# Paper Table 1 (Cityscapes, 1024x2048): params (M), GFLOPs.
-PAPER_TABLE1 = {"fcn32s": (2.9, 35.1), "deeplabv3": (3.7, 42.5), "unet": (6.1, 53.9),
-                "hrnetv2": (5.4, 62.5), "autodeeplab": (2.5, 33.1)}
 
 
 def modeled_route(name: str, num_layers: int = 16) -> RouteMask:
@@ -226,42 +219,3 @@ def modeled_route(name: str, num_layers: int = 16) -> RouteMask:
     if name not in MODELED:
         raise ValueError(f"unknown modeled route {name!r}; valid: {', '.join(MODELED)}")
     return MODELED[name](num_layers)
-
-
-# ---- static cost ----------------------------------------------------------------------------------------
-def static_route_flops(cfg_or_mask, height: int = 1024, width: int = 2048, **overrides) -> dict:
-    """Parameters and official real FLOPs of a fixed-route network, without running it.
-
-    Official accounting (spec Sec. 4.5): stem + head (official, square maps) + the cell op of every
-    computed routing node + every open transform of a computed sender below the last layer (init cell
-    included, its cell op not); no gates in fixed mode.
-
-    Args:
-        cfg_or_mask: A fixed-mode ModelConfig, a preset name / mask path for ``get_preset``, or a RouteMask
-            (built with the ``fix_l16`` defaults at the mask's depth).
-        height: Padded input height.
-        width: Padded input width.
-        **overrides: ModelConfig field diffs (e.g. ``base_channels=8``) applied before building.
-
-    Returns:
-        ``{"params_m": float, "gflops_official": float}``.
-    """
-    from .config import get_preset
-    from .model import build_model
-
-    if isinstance(cfg_or_mask, RouteMask):
-        with tempfile.TemporaryDirectory() as tmp:
-            path = cfg_or_mask.save(Path(tmp) / "route.json")
-            return static_route_flops(get_preset(str(path), **overrides), height, width)
-    if isinstance(cfg_or_mask, str):
-        cfg = get_preset(cfg_or_mask, **overrides)
-    else:
-        cfg = replace(cfg_or_mask, **overrides) if overrides else cfg_or_mask
-    if cfg.gate_mode != "fixed":
-        raise ValueError(f"static_route_flops needs a fixed-route config, got gate_mode={cfg.gate_mode!r}")
-    with torch.device("meta"):
-        net = build_model(cfg)
-    from .flops import route_flops      # the net's own bookkeeping, on its static liveness
-    params = sum(p.numel() for p in net.parameters())
-    flops = route_flops(net, height, width)["gflops_official"] * 1e9
-    return {"params_m": params / 1e6, "gflops_official": flops / 1e9}

@@ -1,4 +1,4 @@
-"""Random route masks at a target keep rate of the routing-space FLOPs (issue 6; spec Sec. 3.3, 4.5).
+"""Random route masks at a target keep rate of the routing-space FLOPs (issue 6; paper Sec. 3.1; spec Sec. 3.3, 4.5).
 
 A random route opens each path of each node independently with probability ``p`` (Bernoulli). The cost of a
 route is its *official real FLOPs of the routing space*: stem, head and gates excluded (a forced route runs no
@@ -6,14 +6,16 @@ gate), i.e. the cell op of every computed routing node plus every open transform
 transforms included, last-layer keep ReLUs not counted (spec Sec. 4.5). Liveness is strict (a closed path of a
 computed node carries nothing; a node with every path closed passes its input through on keep), as for
 ``DynamicRoutingNet.set_forced_route``. ``p`` is tuned by bisection on the mean keep rate of a fixed set of
-draws, then masks are drawn until one lands within ``tol`` of the target.
+draws, then masks are drawn until one lands within ``tol`` of the target. The only routes module that prices a
+mask, so the only one that imports the model (its cost tables, ``model.costs``).
 """
 from __future__ import annotations
 
 import random
 
-from .model.costs import cost_table
-from .routes import RouteMask, all_nodes, liveness, node_paths
+from ..model.costs import cost_table
+from .masks import RouteMask, liveness
+from .space import all_nodes, node_paths
 
 
 def routing_flops(mask: RouteMask, cfg, height: int, width: int) -> float:
