@@ -9,6 +9,7 @@
 ``bench train-step ...``    training-step time of Raw vs Fix (``bench.train_step``)
 ``compare RUNS --out DIR``  side-by-side summary of trained runs (``analysis.compare``)
 ``data check|prepare ...``  validate or generate a data set (``data.__main__``)
+``repro [--only P ...]``    train/resume/evaluate the CPU reproduction suite (issue 13; ``reproduce``)
 ``run [--smoke] ...``       run the numbered notebooks with papermill (``runner``)
 ==========================  ===================================================================================
 
@@ -23,7 +24,7 @@ import sys
 COMMANDS = {
     "train": "engine.train", "evaluate": "engine.evaluate", "flops": "flops", "routes common": "engine.common_route",
     "bench sparse": "bench.sparse", "bench train-step": "bench.train_step", "compare": "analysis.compare",
-    "data": "data.__main__", "run": "runner",
+    "data": "data.__main__", "repro": "reproduce", "run": "runner",
 }
 
 

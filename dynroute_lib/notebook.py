@@ -10,7 +10,7 @@ Every numbered notebook starts with ``ctx = setup("NN_name", smoke=SMOKE, ...)``
 * outputs go to ``<results_root>/<stem>/``; the default root is ``results/`` and, for smoke runs,
   ``results/_smoke/`` (also when ``results_root`` points at ``results/`` itself): smoke numbers never
   overwrite real ones;
-* the training recipe comes from ``config.for_run`` (profile ``cpu`` | ``gpu`` | ``cpu_long``; smoke wins),
+* the training recipe comes from ``config.for_run`` (profile ``cpu`` | ``repro`` | ``gpu`` | ``cpu_long``; smoke wins),
   with ``DATA`` / ``DATA_ROOT`` overriding the profile's data set when given;
 * smoke runs use one intra-op thread: their tensors are tiny, and on a shared 2-core machine two threads
   were measured 5-8x *slower* than one (thread contention).
@@ -190,7 +190,7 @@ def setup(stem: str, *, smoke: bool = False, seed: int = 0, device: str = "auto"
         seed: Seed of Python, NumPy and torch RNGs.
         device: ``"auto"`` | ``"cpu"`` | ``"cuda"`` (see ``engine.dist.pick_device``).
         results_root: ``""`` = ``results/`` (``results/_smoke/`` when smoke).
-        profile: Training profile (``cpu`` | ``gpu`` | ``cpu_long``).
+        profile: Training profile (``cpu`` | ``repro`` | ``gpu`` | ``cpu_long``).
         data: Data set name overriding the profile's (``""`` = the profile's; smoke: ``synthetic``).
         data_root: Data root (``""`` = the data set's default).
     """

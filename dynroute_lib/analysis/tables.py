@@ -83,13 +83,40 @@ def train_or_load(preset: str, ctx, **train_overrides) -> Path:
         print(f"[{preset}] cached: {out}")
         return out
     resume = (out / "last.pt").is_file() and (read_header(out / "last.pt") or {}).get("config_hash") == mcfg.hash()
-    print(f"[{preset}] training {tcfg.iters} iters on {tcfg.data} ({'resume' if resume else 'new'}) -> {out}")
+    trunk = None if resume else budget_trunk(mcfg, tcfg, ctx)
+    how = "resume" if resume else f"branch from {trunk.parent.name}" if trunk else "new"
+    print(f"[{preset}] training {tcfg.iters} iters on {tcfg.data} ({how}) -> {out}", flush=True)
     with io.Timer() as t:
-        summary = train(mcfg, tcfg, out, resume=resume, device=ctx.device, progress_bar=False)
+        summary = train(mcfg, tcfg, out, resume=resume, device=ctx.device, progress_bar=False, branch_from=trunk)
     io.save_json(out / "train.json", io.provenance({
         "model_config": mcfg.to_dict(), "train_config": tcfg.to_dict(), "config_hash": mcfg.hash(),
         **summary, "wall_s": t.wall_s}, device=ctx.device))
     return out
+
+
+def budget_trunk(mcfg, tcfg, ctx) -> Path | None:
+    """``last.pt`` of the budget-free trunk a budget row continues from (trained now unless cached), or None.
+
+    Dynamic-A/B/C of one seed differ only in lambda_2 / mu, and w(t) = 0 before 40 % of training: their first
+    ``0.4 T`` iterations are one shared run (``engine.train.check_branch``), trained once per seed and recipe.
+    """
+    from ..engine.schedule import budget_weight_at
+    from ..engine.train import train
+    if mcfg.budget_weight == 0 or mcfg.gate_mode != "soft":
+        return None
+    stop = int(0.4 * tcfg.iters)
+    while stop > 0 and budget_weight_at(stop / tcfg.iters) > 0:
+        stop -= 1
+    if stop == 0:
+        return None
+    tm = replace(mcfg, name="budget_trunk", budget_weight=0.0, budget_mu=0.0)
+    out = run_dir_for(tm, tcfg, ctx)
+    head = read_header(out / "last.pt") or {}
+    if head.get("config_hash") == tm.hash() and head.get("step") == stop:
+        return out / "last.pt"
+    print(f"[{mcfg.name}] budget-free trunk: {stop} iters -> {out}", flush=True)
+    train(tm, tcfg, out, resume=bool(head), device=ctx.device, progress_bar=False, stop_at=stop)
+    return out / "last.pt"
 
 
 def load_configs(run_dir: Path):

@@ -48,6 +48,16 @@ class SegmentationDataset(Dataset):
     def __init__(self, info: DatasetInfo, listing: Listing, transform: SegTransform) -> None:
         self.info, self.listing, self.transform = info, listing, transform
         self.samples = listing.samples
+        self._cache: dict | None = None
+
+    def cache_decoded(self) -> "SegmentationDataset":
+        """Keep every decoded image/label in memory after its first read (CamVid train: ~250 MB).
+
+        On 2 CPU cores the JPEG decode is ~4 ms of the ~7 ms a 240x320 training sample costs; augmentation
+        stays random per sample. Returns ``self``.
+        """
+        self._cache = {}
+        return self
 
     def __len__(self) -> int:
         return len(self.samples)
@@ -61,12 +71,16 @@ class SegmentationDataset(Dataset):
         Raises:
             DataError: Unreadable file, bad label values or image/label size mismatch.
         """
+        if self._cache is not None and index in self._cache:
+            return self._cache[index]
         s = self.samples[index]
         image, warning = read_image(s.image)
         label = read_label(s.label, self.listing.luts[s.lut], self.listing.label_colors)
         if image.shape[:2] != label.shape:
             raise DataError(f"{s.label}: label size {label.shape[1]}x{label.shape[0]} differs "
                             f"from image {s.image.name} size {image.shape[1]}x{image.shape[0]}")
+        if self._cache is not None:
+            self._cache[index] = (image, label, warning)
         return image, label, warning
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor, dict]:

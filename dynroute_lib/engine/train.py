@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import shutil
 import sys
 import time
 from dataclasses import dataclass, replace
@@ -33,6 +34,7 @@ from .csv_log import CsvLogger
 from .dist import Dist, init_distributed, pick_device, sync_buffers
 from .optim import build_optimizer, clip_grad, set_lr
 from .precise_bn import recompute_bn_stats
+from .val_curve import VAL_FIELDS, ValCurve, val_dataset
 from .schedule import budget_weight_at, drop_path_keep_prob, lr_at
 
 LOG_FIELDS = ["step", "loss", "ce", "budget", "lr", "expected_ratio", "expected_gflops", "real_gflops", "wall_s"]
@@ -78,14 +80,18 @@ def _set_drop_path(net, progress: float) -> None:
             m.drop_keep_prob = drop_path_keep_prob(m.layer, net.cfg.num_layers, progress, net.cfg.drop_path)
 
 
-def _start(mcfg: ModelConfig, tcfg: TrainConfig, out: Path, resume: bool, device) -> _Run:
-    """Process group, seeded data set and model, optimizer; state of ``out/last.pt`` when resuming."""
+def _start(mcfg: ModelConfig, tcfg: TrainConfig, out: Path, resume: bool, device,
+           branch_from: Path | None = None) -> _Run:
+    """Process group, seeded data set and model, optimizer; state of ``out/last.pt`` when resuming, else of
+    the budget-free trunk ``branch_from`` (:func:`check_branch`)."""
     d = init_distributed()
     dev = pick_device(device, d.local_rank)
     torch.manual_seed(tcfg.seed)
     ds = build_dataset(tcfg.data, tcfg.data_root or None, "train", train=True, crop_hw=tuple(tcfg.crop_hw),
                        normalization=mcfg.normalization, scale_range=tuple(tcfg.scale_range),
                        resize_hw=tuple(tcfg.resize_hw) if tcfg.resize_hw else None)
+    if tcfg.cache_data:
+        ds.cache_decoded()
     net = build_model(mcfg).to(dev)
     fmt = torch.channels_last if tcfg.channels_last else torch.contiguous_format
     net = net.to(memory_format=fmt)
@@ -100,6 +106,14 @@ def _start(mcfg: ModelConfig, tcfg: TrainConfig, out: Path, resume: bool, device
         net.load_state_dict(ck["model"])
         opt.load_state_dict(ck["optimizer"])
         start, max_iter = ck["step"], ck["max_iter"]
+    elif branch_from is not None:
+        ck = io.load_checkpoint(branch_from)
+        check_branch(ck, mcfg, tcfg, branch_from)
+        net.load_state_dict(ck["model"])
+        opt.load_state_dict(ck["optimizer"])
+        start, max_iter = ck["step"], ck["max_iter"]
+        if d.main:
+            _copy_logs(Path(branch_from).parent, out, start)
     if d.world > 1:
         if dev.type == "cuda":
             net = torch.nn.SyncBatchNorm.convert_sync_batchnorm(net)
@@ -124,10 +138,50 @@ def _forward(run: _Run, tcfg: TrainConfig, images, masks, step: int):
 
 
 def _backward(run: _Run, tcfg: TrainConfig, losses: dict) -> None:
+    """One SGD step. ``clip_mode="joint"`` clips CE + budget together at total norm 5 (official);
+    ``"ce_only"`` clips the CE gradient and adds the budget's unclipped (docs/cpu_reproduction.md)."""
     run.opt.zero_grad(set_to_none=True)
-    losses["loss"].backward()
-    clip_grad(run.net, tcfg.grad_clip)
+    if tcfg.clip_mode == "ce_only" and losses["budget"].requires_grad:
+        params = [q for q in run.net.parameters() if q.requires_grad]
+        budget_grads = torch.autograd.grad(losses["budget"], params, retain_graph=True, allow_unused=True)
+        losses["ce"].backward()
+        clip_grad(run.net, tcfg.grad_clip)
+        for q, g in zip(params, budget_grads):
+            if g is not None:
+                q.grad = g if q.grad is None else q.grad.add_(g)
+    elif tcfg.clip_mode in ("joint", "ce_only"):
+        losses["loss"].backward()
+        clip_grad(run.net, tcfg.grad_clip)
+    else:
+        raise ValueError(f"unknown clip_mode {tcfg.clip_mode!r}; valid: joint, ce_only")
     run.opt.step()
+
+
+BRANCH_FREE = ("name", "budget_weight", "budget_mu")       # fields a budget branch may change on its trunk
+
+
+def check_branch(ck: dict, mcfg: ModelConfig, tcfg: TrainConfig, path: Path) -> None:
+    """A budget-free trunk may seed ``mcfg`` only where the two runs are identical so far.
+
+    Before ``unupdate_rate * T`` the budget weight w(t) is exactly 0 (spec Sec. 4.4), so Dynamic-A/B/C, which
+    differ only in lambda_2 / mu, compute bit-identical iterations until then: the trunk (same model with
+    lambda_2 = 0, same recipe and seed) is trained once and each budget row continues from it.
+    """
+    trunk = {k: v for k, v in ck.get("config", {}).items() if k not in BRANCH_FREE}
+    mine = {k: v for k, v in mcfg.to_dict().items() if k not in BRANCH_FREE}
+    if trunk != mine or io._jsonable(ck.get("train_config")) != io._jsonable(tcfg.to_dict()):
+        raise ValueError(f"{path}: trunk differs from {mcfg.name} beyond {', '.join(BRANCH_FREE)}")
+    if budget_weight_at(ck["step"] / ck["max_iter"]) != 0.0 or ck["max_iter"] != tcfg.iters:
+        raise ValueError(f"{path}: trunk step {ck['step']} / {ck['max_iter']} is past the budget start")
+
+
+def _copy_logs(src: Path, dst: Path, step: int) -> None:
+    """Start the branch's logs with the trunk's rows up to ``step`` (curves cover the whole schedule)."""
+    for name, fields in (("train_log.csv", LOG_FIELDS), ("val_log.csv", VAL_FIELDS)):
+        if (src / name).is_file():
+            dst.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(src / name, dst / name)
+            CsvLogger(dst / name, fields, resume_step=step).close()
 
 
 def _log(run: _Run, log: CsvLogger, bar, name: str, tcfg: TrainConfig, step: int, losses: dict, aux, ratio: float,
@@ -177,16 +231,20 @@ def _finish(run: _Run, mcfg: ModelConfig, tcfg: TrainConfig, out: Path, step: in
 
 def train(mcfg: ModelConfig, tcfg: TrainConfig, out: str | Path, *, resume: bool = False,
           device: str | None = "auto", progress_bar: bool | None = None, return_model: bool = False,
-          stop_at: int | None = None):
+          stop_at: int | None = None, branch_from: str | Path | None = None):
     """Train ``mcfg`` with recipe ``tcfg`` into ``out`` (last.pt, model_final.pt, train_log.csv).
 
     Returns the summary dict, or (summary, model) with ``return_model``. ``stop_at`` ends the loop after that
     iteration with a checkpoint and no precise BN, as an interruption would (a later ``resume`` continues).
+    ``branch_from``: a budget-free trunk's ``last.pt`` to continue from when there is no ``last.pt`` yet.
+    With ``tcfg.val_interval`` the val curve goes to ``val_log.csv`` (before the checkpoint of that step).
     """
     out = Path(out)
-    run = _start(mcfg, tcfg, out, resume, device)
+    run = _start(mcfg, tcfg, out, resume, device, branch_from)
     d, start = run.d, run.start
     log = CsvLogger(out / "train_log.csv", LOG_FIELDS, resume_step=start if start else None) if d.main else None
+    val = ValCurve(out, val_dataset(mcfg, tcfg) if tcfg.val_interval and d.main else None,
+                   tcfg.val_interval if d.main else 0, limit=tcfg.eval_limit, resume_step=start if start else None)
     t0, c0 = time.perf_counter(), time.process_time()
     bar = tqdm(total=run.max_iter, initial=start, disable=(not d.main) or progress_bar is False or None,
                dynamic_ncols=True, desc=mcfg.name)
@@ -208,11 +266,16 @@ def train(mcfg: ModelConfig, tcfg: TrainConfig, out: str | Path, *, resume: bool
         if (tcfg.time_budget_min > 0 or tcfg.cpu_budget_min > 0) and start == 0 and step in (3, 10, 30):
             run.max_iter = _fitted_max_iter(tcfg, step, t0, c0)
             bar.total = run.max_iter
+        if val.due(step, run.max_iter):
+            row = val(run.net, step, run.dev, time.perf_counter() - t0)
+            print(f"[{mcfg.name}] val it {step}: mIoU {row['val_miou_pct']:.2f} %, real cost "
+                  f"{row['val_real_ratio']:.3f} of all-open", flush=True)
         if d.main and (step % tcfg.ckpt_interval == 0 or step == run.max_iter or step == stop_at):
             save_checkpoint(run.last, run.model, run.opt, step, run.max_iter, mcfg, tcfg)
         if step == stop_at:
             break
     bar.close()
+    val.close()
     if stop_at is not None and step < run.max_iter:
         return ({"iters": step, "interrupted": True}, run.net) if return_model else {"iters": step, "interrupted": True}
     summary = _finish(run, mcfg, tcfg, out, step, log, t0, c0)

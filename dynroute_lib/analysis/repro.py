@@ -1,0 +1,94 @@
+"""The CPU reproduction of Tables 1-4 and Fig. 5 (Li et al., CVPR 2020, Sec. 4; issue 13): rows, seeds, results.
+
+``python -m dynroute_lib repro [--only PRESET ...] [--seeds 0 1 2] [--list]`` (``reproduce``) trains (or resumes, or loads from
+the cache) every row of the reproduction at the ``repro`` profile (``config.TRAIN_PROFILES``: reduced routing
+space C_0 = 16, CamVid 240x320), one run directory per model and seed under ``checkpoints/repro/``, evaluates
+it on the 101 val images and writes, as soon as that row is done, ``results/repro/runs/<row>.json`` (mIoU,
+per-image real cost, convergence, provenance) and its curves ``results/repro/curves/<row>_{train,val}.csv``.
+Killed at any point, the same command continues where it stopped (``last.pt`` every 100 iterations).
+Dynamic-A/B/C of one seed share their budget-free first 40 % (``tables.budget_trunk``). Common-A/B/C are
+extracted from the seed-0 Dynamic-A/B/C runs (paths kept in >= 95 % of val images) and retrained.
+Notebooks 03/04 with ``PROFILE="repro"`` read the same cache and build the tables from it.
+"""
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from pathlib import Path
+
+import pandas as pd
+
+from .. import io
+from ..engine.val_curve import converged
+from .tables import COMMON, common_route, evaluate_run, run_row, train_or_load
+
+PROFILE = "repro"
+# (preset, seeds), in training order: the rows the paper's findings rest on first, costly cells last.
+SUITE = [("dynamic_raw_l16", (0,)), ("dynamic_a", (0,)), ("dynamic_b", (0,)), ("dynamic_c", (0,)),
+         ("fix_l16", (0,)), ("dynamic_raw_l16", (1, 2)), ("dynamic_a", (1, 2)), ("fix_l16", (1, 2)),
+         ("common_a", (0,)), ("common_b", (0,)), ("common_c", (0,)),
+         ("cell_sep1", (0,)), ("cell_sep3", (0,)), ("act_softmax", (0,)), ("act_sigmoid", (0,)),
+         ("fcn32s", (0,)), ("deeplabv3", (0,)), ("unet", (0,)), ("hrnetv2", (0,)), ("autodeeplab", (0,)),
+         ("cell_mbconv", (0,)), ("cell_bottleneck", (0,))]
+
+
+def plan(only=(), seeds=()) -> list[tuple[str, int]]:
+    """``(preset, seed)`` pairs of the suite, filtered by preset names and seeds (empty = all)."""
+    pairs = [(p, s) for p, ss in SUITE for s in ss]
+    unknown = sorted(set(only) - {p for p, _ in pairs})
+    if unknown:
+        raise ValueError(f"--only: {unknown} not in the reproduction suite ({', '.join(dict.fromkeys(p for p, _ in pairs))})")
+    return [(p, s) for p, s in pairs if (not only or p in only) and (not seeds or s in seeds)]
+
+
+def row_name(preset: str, seed: int) -> str:
+    return f"{preset}_s{seed}"
+
+
+def run_one(preset: str, seed: int, ctx) -> dict:
+    """Train-or-load, evaluate and summarise one row; its files land under ``ctx.out`` at once."""
+    t0 = time.perf_counter()
+    note, target = "", preset
+    if preset in COMMON:
+        src = train_or_load(COMMON[preset], ctx, seed=seed)
+        evaluate_run(src, ctx)
+        target, note = common_route(src, preset, ctx)
+        if target is None:
+            return {"preset": preset, "seed": seed, "note": note}
+    run_dir = train_or_load(target, ctx, seed=seed)
+    ev = evaluate_run(run_dir, ctx)
+    row = {"preset": preset, "seed": seed, **run_row(run_dir, ev, preset, note)}
+    name = row_name(preset, seed)
+    curves = ctx.out / "curves"
+    for kind in ("train", "val"):
+        src_csv = Path(run_dir) / f"{kind}_log.csv"
+        if src_csv.is_file():
+            curves.mkdir(parents=True, exist_ok=True)
+            io.save_csv(curves / f"{name}_{kind}.csv", pd.read_csv(src_csv))
+    val = pd.read_csv(Path(run_dir) / "val_log.csv") if (Path(run_dir) / "val_log.csv").is_file() else None
+    row.update(converged(val), pixel_acc_pct=ev["pixel_acc_pct"], cost_vs_allopen=row["gflops_mean"] / row["allopen_run"],
+               gflops_spread=(row["gflops_max"] - row["gflops_min"]) / row["gflops_mean"],
+               per_class_iou_pct=ev["per_class_iou_pct"], suite_wall_s=time.perf_counter() - t0)
+    if (Path(run_dir) / "eval" / "per_image.csv").is_file():
+        io.save_csv(ctx.out / "per_image" / f"{name}.csv", pd.read_csv(Path(run_dir) / "eval" / "per_image.csv"))
+    if (Path(run_dir) / "eval" / "records.npz").is_file():
+        (ctx.out / "route_records").mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(Path(run_dir) / "eval" / "records.npz", ctx.out / "route_records" / f"{name}.npz")
+    io.save_json(ctx.out / "runs" / f"{name}.json", io.provenance({"row": name, **row, "profile": PROFILE},
+                                                                 device=ctx.device))
+    return row
+
+
+def collect(results_dir: Path) -> pd.DataFrame:
+    """Every finished row of ``results/repro/runs/*.json`` as one DataFrame (one line per preset and seed)."""
+    rows = [json.loads(p.read_text()) for p in sorted(Path(results_dir).glob("runs/*.json"))]
+    return pd.DataFrame(rows)
+
+
+def seed_summary(rows: pd.DataFrame, cols=("miou_pct", "gflops_mean", "cost_vs_allopen")) -> pd.DataFrame:
+    """Mean, std and count over seeds per preset (the tables' ``mean +- std`` for Raw, Fix and Dynamic-A)."""
+    cols = [c for c in cols if c in rows]
+    g = rows.dropna(subset=cols[:1]).groupby("preset")[cols]
+    out = g.mean().add_suffix("_mean").join(g.std(ddof=1).add_suffix("_std")).join(g.size().rename("n_seeds"))
+    return out.reset_index()

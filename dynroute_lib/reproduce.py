@@ -1,0 +1,45 @@
+"""Command line of the CPU reproduction suite (issue 13): ``python -m dynroute_lib repro ...``.
+
+Each row (preset x seed of ``analysis.repro.SUITE``) is trained or resumed in its own directory under
+``checkpoints/repro/`` and its results are written to ``results/repro/`` the moment it finishes. See
+``docs/cpu_reproduction.md``; the notebooks rebuild the tables from the same cache with
+``python -m dynroute_lib run --profile repro``.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from .analysis.repro import PROFILE, plan, row_name, run_one
+from .notebook import setup
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m dynroute_lib repro", description=__doc__.split("\n\n")[0])
+    ap.add_argument("--only", nargs="*", default=[], metavar="PRESET", help="rows to run (default: the suite)")
+    ap.add_argument("--seeds", nargs="*", type=int, default=[], help="seeds to run (default: each row's)")
+    ap.add_argument("--results-root", default="", help="results root (default results/; this writes results/repro)")
+    ap.add_argument("--list", action="store_true", help="print the plan and which rows are done, then stop")
+    ap.add_argument("--device", default="auto")
+    a = ap.parse_args(argv)
+    try:
+        pairs = plan(a.only, a.seeds)
+        ctx = setup("repro", profile=PROFILE, device=a.device, results_root=a.results_root)
+        if ctx.smoke:
+            raise ValueError("DYNROUTE_SMOKE is set: the reproduction has no smoke mode (use `make smoke`)")
+        for preset, seed in pairs:
+            done = (ctx.out / "runs" / f"{row_name(preset, seed)}.json").is_file()
+            if a.list:
+                print(f"{row_name(preset, seed):24s} {'done' if done else 'pending'}")
+                continue
+            r = run_one(preset, seed, ctx)
+            print(f"[repro] {row_name(preset, seed)}: mIoU {r.get('miou_pct', float('nan')):.2f} %, cost "
+                  f"{r.get('cost_vs_allopen', float('nan')):.3f} of all-open, converged {r.get('converged')}", flush=True)
+    except (ValueError, FileNotFoundError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,98 @@
+"""CPU reproduction plumbing (issue 13): budget trunks are exact, the val curve, convergence, clip modes, cache."""
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pandas as pd
+import pytest
+import torch
+
+from dynroute_lib.analysis import repro
+from dynroute_lib.config import for_run
+from dynroute_lib.data import build_dataset
+from dynroute_lib.engine.checkpoint import read_checkpoint
+from dynroute_lib.engine.train import train
+from dynroute_lib.engine.val_curve import converged
+
+
+def _cfg(**over):
+    m, t = for_run("dynamic_a", smoke=True, iters=5, ckpt_interval=1, precise_bn_iters=0, **over)
+    return m, t
+
+
+def test_budget_trunk_branch_is_bit_identical_to_one_run(tmp_path):
+    m, t = _cfg()
+    train(m, t, tmp_path / "whole", device="cpu", progress_bar=False)
+    trunk = replace(m, name="budget_trunk", budget_weight=0.0, budget_mu=0.0)
+    train(trunk, t, tmp_path / "trunk", device="cpu", progress_bar=False, stop_at=2)   # w(t) = 0 for t/T < 0.4
+    train(m, t, tmp_path / "branch", device="cpu", progress_bar=False, branch_from=tmp_path / "trunk" / "last.pt")
+    a = read_checkpoint(tmp_path / "whole" / "model_final.pt")["model"]
+    b = read_checkpoint(tmp_path / "branch" / "model_final.pt")["model"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    log = pd.read_csv(tmp_path / "branch" / "train_log.csv")
+    assert log["step"].tolist() == [1, 2, 3, 4, 5] and (log["budget"].iloc[2:] > 0).all()
+
+
+def test_branch_refuses_a_trunk_past_the_budget_start_or_of_another_model(tmp_path):
+    m, t = _cfg()
+    trunk = replace(m, name="budget_trunk", budget_weight=0.0, budget_mu=0.0)
+    train(trunk, t, tmp_path / "late", device="cpu", progress_bar=False, stop_at=3)
+    with pytest.raises(ValueError, match="past the budget start"):
+        train(m, t, tmp_path / "b1", device="cpu", branch_from=tmp_path / "late" / "last.pt")
+    with pytest.raises(ValueError, match="differs"):
+        train(replace(m, cell_type="sep1"), t, tmp_path / "b2", device="cpu",
+              branch_from=tmp_path / "late" / "last.pt")
+
+
+def test_val_curve_is_logged_and_resumes(tmp_path):
+    m, t = _cfg(val_interval=2, eval_limit=1)
+    train(m, t, tmp_path / "r", device="cpu", progress_bar=False, stop_at=3)
+    train(m, t, tmp_path / "r", device="cpu", progress_bar=False, resume=True)
+    val = pd.read_csv(tmp_path / "r" / "val_log.csv")
+    assert val["step"].tolist() == [2, 4, 5]
+    assert val["val_miou_pct"].between(0, 100).all() and (val["val_real_ratio"] > 0).all()
+
+
+def test_ce_only_clip_differs_from_joint_once_the_budget_is_on(tmp_path):
+    outs = {}
+    for mode in ("joint", "ce_only"):
+        m, t = _cfg(clip_mode=mode, grad_clip=1e-3)      # a tight clip: the modes must differ
+        train(m, t, tmp_path / mode, device="cpu", progress_bar=False)
+        outs[mode] = read_checkpoint(tmp_path / mode / "model_final.pt")["model"]
+    assert any(not torch.equal(outs["joint"][k], outs["ce_only"][k]) for k in outs["joint"])
+    m, t = _cfg(clip_mode="bogus")
+    with pytest.raises(ValueError, match="clip_mode"):
+        train(m, t, tmp_path / "bad", device="cpu", progress_bar=False)
+
+
+def test_converged_rule():
+    steps = [300 * i for i in range(1, 11)]
+    flat = pd.DataFrame({"step": steps, "val_miou_pct": [10, 30, 40, 45, 48, 50, 51, 51.5, 51.8, 52.0]})
+    rising = flat.assign(val_miou_pct=[10, 20, 30, 35, 40, 44, 46, 48, 50, 53])
+    assert converged(flat)["converged"] is True            # 51.5 at step 2400 -> 52.0: +0.5 point
+    assert converged(rising)["converged"] is False          # 48 -> 53: +5 points
+    assert converged(flat.head(1))["converged"] is None
+
+
+def test_cached_decode_returns_the_same_samples():
+    a = build_dataset("synthetic", split="val", train=False, limit=2)
+    b = build_dataset("synthetic", split="val", train=False, limit=2).cache_decoded()
+    for i in range(2):
+        for _ in range(2):                                 # second read comes from the cache
+            assert torch.equal(a[i][0], b[i][0]) and torch.equal(a[i][1], b[i][1])
+
+
+def test_suite_plan_filters_and_rejects_unknown_rows():
+    pairs = repro.plan(["dynamic_a"])
+    assert pairs == [("dynamic_a", 0), ("dynamic_a", 1), ("dynamic_a", 2)]
+    assert repro.plan(["fix_l16"], [1]) == [("fix_l16", 1)]
+    with pytest.raises(ValueError, match="not in the reproduction suite"):
+        repro.plan(["dynamic_z"])
+
+
+def test_seed_summary_mean_and_std():
+    rows = pd.DataFrame({"preset": ["a", "a", "a", "b"], "miou_pct": [50.0, 52.0, 54.0, 40.0],
+                         "gflops_mean": [1.0, 1.0, 1.0, 2.0], "cost_vs_allopen": [0.5, 0.5, 0.5, 1.0]})
+    s = repro.seed_summary(rows).set_index("preset")
+    assert s.loc["a", "miou_pct_mean"] == 52.0 and s.loc["a", "miou_pct_std"] == 2.0 and s.loc["a", "n_seeds"] == 3
+    assert s.loc["b", "n_seeds"] == 1
