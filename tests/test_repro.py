@@ -30,7 +30,8 @@ def test_budget_trunk_branch_is_bit_identical_to_one_run(tmp_path):
     b = read_checkpoint(tmp_path / "branch" / "model_final.pt")["model"]
     assert all(torch.equal(a[k], b[k]) for k in a)
     log = pd.read_csv(tmp_path / "branch" / "train_log.csv")
-    assert log["step"].tolist() == [1, 2, 3, 4, 5] and (log["budget"].iloc[2:] > 0).all()
+    assert log["step"].tolist() == [1, 2, 3, 4, 5]
+    assert (log["budget"].iloc[:3] == 0).all() and (log["budget"].iloc[3:] > 0).all()   # w(2/5) = 0
 
 
 def test_branch_refuses_a_trunk_past_the_budget_start_or_of_another_model(tmp_path):
