@@ -14,6 +14,7 @@ import hashlib
 import json
 import math
 import os
+import pickle
 import platform
 import socket
 import subprocess
@@ -28,6 +29,9 @@ from typing import Any, Callable
 import torch
 
 from .paths import PROJ_ROOT  # single source of truth: Path(__file__).resolve().parents[1]
+
+
+UNTRUSTED = "not a plain-tensor checkpoint; refusing to unpickle (untrusted code)"
 
 
 # ----------------------------------------------------------------------------- atomic writes
@@ -103,16 +107,25 @@ def load_checkpoint(path: str | Path, *, mmap: bool = False) -> Any:
 
     Raises:
         FileNotFoundError: The file does not exist.
-        ValueError: The file exists but cannot be read as a checkpoint.
+        ValueError: The file exists but cannot be read as a checkpoint, or it holds objects other than
+            tensors and plain containers (refused with ``UNTRUSTED``, never unpickled).
     """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint not found: {path}")
     try:
         return torch.load(path, map_location="cpu", weights_only=True, **({"mmap": True} if mmap else {}))
-    except Exception as exc:  # torch raises many types (pickle, zip, EOF, unsafe global...)
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-        raise ValueError(f"cannot load checkpoint {path}: {type(exc).__name__}: {first}") from exc
+    except pickle.UnpicklingError as exc:
+        if "weights only" in str(exc).lower():   # an object outside torch's allow-list: never unpickle it
+            raise ValueError(f"{path}: {UNTRUSTED}") from None
+        raise ValueError(f"cannot load checkpoint {path}: {type(exc).__name__}: {_first_line(exc)}") from exc
+    except Exception as exc:  # torch raises many types (zip, EOF, ...)
+        raise ValueError(f"cannot load checkpoint {path}: {type(exc).__name__}: {_first_line(exc)}") from exc
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else ""
 
 
 # ----------------------------------------------------------------------------- provenance

@@ -156,10 +156,16 @@ def main(argv: list[str] | None = None) -> int:
     if a.json:
         print(json.dumps(res))
     else:
-        print(f"mIoU {res['miou_pct']:.2f}  pixAcc {res['pixel_acc_pct']:.2f}  images {res['num_images']}  "
-              f"GFLOPs real mean/max/min {res['mean_real_gflops']:.2f}/{res['max_real_gflops']:.2f}/"
-              f"{res['min_real_gflops']:.2f}  true GMACs mean {res['mean_true_gmacs']:.2f}")
+        print(summary_line(res))
     return 0
+
+
+def summary_line(res: dict) -> str:
+    """One line of an evaluation result: mIoU, pixel accuracy, images, per-image GFLOPs and true GMACs."""
+    macs = res.get("mean_true_gmacs")
+    return (f"mIoU {res['miou_pct']:.2f} %  pixAcc {res['pixel_acc_pct']:.2f} %  images {res['num_images']}  "
+            f"GFLOPs per image (official) mean/max/min {res['mean_real_gflops']:.3f}/{res['max_real_gflops']:.3f}/"
+            f"{res['min_real_gflops']:.3f}" + (f"  true GMACs mean {macs:.3f}" if macs is not None else ""))
 
 
 if __name__ == "__main__":

@@ -8,7 +8,7 @@ and plain BN (SyncBatchNorm is GPU-only in torch; DDP broadcasts rank 0's BN buf
 identical).
 
 CLI: ``python -m dynroute_lib train PRESET --data NAME [--data-root DIR] --out DIR [--iters N] [--crop H W]
-[--batch N] [--resume] [--smoke] [--eval]``.
+[--batch N] [--resume] [--smoke] [--eval]``; the split is checked first (``data.check.validate_split``).
 """
 from __future__ import annotations
 
@@ -27,6 +27,7 @@ from tqdm import tqdm
 from .. import io
 from ..config import ModelConfig, TrainConfig, for_run
 from ..data import build_dataset
+from ..data.check import validate_split
 from ..data.sampling import SeededBatches, SeededDataset, collate
 from ..model import build_model
 from .checkpoint import save_checkpoint
@@ -84,6 +85,7 @@ def _start(mcfg: ModelConfig, tcfg: TrainConfig, out: Path, resume: bool, device
            branch_from: Path | None = None) -> _Run:
     """Process group, seeded data set and model, optimizer; state of ``out/last.pt`` when resuming, else of
     the budget-free trunk ``branch_from`` (:func:`check_branch`)."""
+    validate_split(tcfg.data, tcfg.data_root or None, "train")    # a bad file fails here, before out/ exists
     d = init_distributed()
     dev = pick_device(device, d.local_rank)
     torch.manual_seed(tcfg.seed)
@@ -114,6 +116,8 @@ def _start(mcfg: ModelConfig, tcfg: TrainConfig, out: Path, resume: bool, device
         start, max_iter = ck["step"], ck["max_iter"]
         if d.main:
             _copy_logs(Path(branch_from).parent, out, start)
+    elif resume and d.main:
+        print(f"--resume: no checkpoint at {last}; starting from scratch", flush=True)
     if d.world > 1:
         if dev.type == "cuda":
             net = torch.nn.SyncBatchNorm.convert_sync_batchnorm(net)
@@ -319,12 +323,13 @@ def main(argv: list[str] | None = None) -> int:
         mcfg, tcfg = for_run(a.preset, profile=a.profile, smoke=a.smoke, **over)
         if a.base_channels:
             mcfg = replace(mcfg, base_channels=a.base_channels)
+        validate_split(tcfg.data, tcfg.data_root or None, "val" if a.eval else "train")   # before anything is written
         with io.Timer() as t:
             summary = train(mcfg, tcfg, a.out, resume=a.resume, device=a.device)
         rec = io.provenance({"command": io.command_line("dynroute_lib train", argv), "model_config": mcfg.to_dict(),
                              "train_config": tcfg.to_dict(), **summary, "wall_s": t.wall_s})
         if a.eval:
-            from .evaluate import evaluate_checkpoint
+            from .evaluate import evaluate_checkpoint, summary_line
             rec["eval"] = evaluate_checkpoint(Path(a.out) / "model_final.pt", data=tcfg.data,
                                               data_root=tcfg.data_root or None, split="val",
                                               resize_hw=tcfg.resize_hw, limit=tcfg.eval_limit,
@@ -336,7 +341,8 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    print(f"done: {summary['iters']} iterations in {summary['train_wall_s']:.0f}s -> {a.out}")
+    ev = f"\nval: {summary_line(rec['eval'])}" if a.eval else ""
+    print(f"done: {summary['iters']} iterations in {summary['train_wall_s']:.0f}s -> {a.out}{ev}")
     return 0
 
 

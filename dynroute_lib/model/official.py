@@ -30,13 +30,9 @@ def to_official(ours: dict) -> dict:
 
 def read_state_dict(path: str | Path) -> dict:
     """State dict from an official checkpoint file (detectron2 {"model": ...} or bare), cast to float32."""
+    from ..io import load_checkpoint
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint not found: {path}")
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # noqa: BLE001 - any unpickling problem becomes one clear line
-        raise ValueError(f"cannot read checkpoint {path}: {type(e).__name__}: {e}") from None
+    obj = load_checkpoint(path)             # weights_only; one clear line for missing / untrusted files
     sd = obj.get("model", obj) if isinstance(obj, dict) else None
     if not isinstance(sd, dict) or not all(isinstance(v, torch.Tensor) for v in sd.values()):
         raise ValueError(f"{path}: not a state dict (expected {{'model': state_dict}} or a bare state dict)")
