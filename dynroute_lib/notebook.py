@@ -7,9 +7,11 @@ Every numbered notebook starts with ``ctx = setup("NN_name", smoke=SMOKE, ...)``
 ``ctx.finish(globals())``. ``setup`` is the one place that turns the notebook parameters into a run:
 
 * ``smoke`` is the parameter ORed with ``DYNROUTE_SMOKE=1`` (any executor can force the fast path);
-* outputs go to ``<results_root>/<stem>/``; the default root is ``results/`` and, for smoke runs,
-  ``results/_smoke/`` (also when ``results_root`` points at ``results/`` itself): smoke numbers never
-  overwrite real ones;
+* outputs go to ``<results_root>/<stem>/``. The tracked ``results/`` is written only by the runner's
+  explicit ``python -m dynroute_lib.runner --commit-results`` (it sets ``DYNROUTE_COMMIT_RESULTS=1``).
+  Every other run, a notebook opened in JupyterLab with its defaults included, writes to the git-ignored
+  ``results/_local/`` (also when ``results_root`` points at ``results/`` itself), and smoke runs to
+  ``results/_smoke/``: interactive and smoke numbers never overwrite the committed ones;
 * the training recipe comes from ``config.for_run`` (profile ``cpu`` | ``repro`` | ``gpu`` | ``cpu_long``; smoke wins),
   with ``DATA`` / ``DATA_ROOT`` overriding the profile's data set when given;
 * smoke runs use one intra-op thread: their tensors are tiny, and on a shared 2-core machine two threads
@@ -25,7 +27,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from . import io
-from .paths import CHECKPOINTS_DIR, RESULTS_DIR, SMOKE_RESULTS_DIR
+from .paths import CHECKPOINTS_DIR, COMMIT_ENV, LOCAL_RESULTS_DIR, RESULTS_DIR, SMOKE_RESULTS_DIR
 
 PARAM_TYPES = (bool, int, float, str, type(None))
 
@@ -44,12 +46,30 @@ def ignored_dir(path: Path) -> Path:
     return path
 
 
-def resolve_results_root(results_root: str | Path | None, smoke: bool) -> Path:
-    """``results/`` by default; ``results/_smoke/`` for smoke runs that would otherwise land in ``results/``."""
-    root = Path(results_root).expanduser().resolve() if results_root else RESULTS_DIR.resolve()
-    if smoke and root == RESULTS_DIR.resolve():
-        root = ignored_dir(SMOKE_RESULTS_DIR).resolve()
-    return root
+def commit_requested() -> bool:
+    """True inside ``runner --commit-results`` (``DYNROUTE_COMMIT_RESULTS=1``): the tracked results/ may be written."""
+    return os.environ.get(COMMIT_ENV, "").strip() == "1"
+
+
+def resolve_results_root(results_root: str | Path | None, smoke: bool, *, quiet: bool = False) -> Path:
+    """Where a run writes: an explicit root as given, except that the tracked ``results/`` needs the commit flag.
+
+    * smoke, with no root or ``results/``: ``results/_smoke/`` (git-ignored);
+    * no root, or ``results/`` without ``DYNROUTE_COMMIT_RESULTS=1``: ``results/_local/`` (git-ignored;
+      a line says so when ``results/`` was asked for);
+    * ``results/`` under ``runner --commit-results``: ``results/`` (the committed copy);
+    * any other directory: itself.
+    """
+    tracked = RESULTS_DIR.resolve()
+    root = Path(results_root).expanduser().resolve() if results_root else None
+    if smoke and root in (None, tracked):
+        return ignored_dir(SMOKE_RESULTS_DIR).resolve()
+    if root == tracked and commit_requested():
+        return tracked
+    if root == tracked and not quiet:
+        print(f"note: {tracked} is written only by `python -m dynroute_lib.runner --commit-results`; "
+              f"writing to {LOCAL_RESULTS_DIR} instead")
+    return root if root not in (None, tracked) else ignored_dir(LOCAL_RESULTS_DIR).resolve()
 
 
 @dataclass
@@ -97,6 +117,19 @@ class Ctx:
         if self.smoke:
             return ignored_dir(self.results_root / "_checkpoints") / "smoke"
         return ignored_dir(CHECKPOINTS_DIR) / self.profile
+
+    def input_dir(self, stem: str) -> Path:
+        """Results of an earlier notebook: ``<results_root>/<stem>``, else (not smoke) the committed ``results/<stem>``.
+
+        A notebook opened with its defaults writes to ``results/_local/``; when the notebook it reads has not
+        been run there, it reads the committed results instead (and says so) rather than failing.
+        """
+        own = self.results_root / stem
+        committed = RESULTS_DIR / stem
+        if own.is_dir() or self.smoke or not committed.is_dir():
+            return own
+        print(f"{self.stem}: reading the committed {committed} ({own} does not exist)")
+        return committed
 
     def scale(self) -> dict:
         """Data set, resolution, schedule and device of this run, stated next to every table."""
@@ -189,7 +222,8 @@ def setup(stem: str, *, smoke: bool = False, seed: int = 0, device: str = "auto"
         smoke: Tiny CPU run; ORed with ``DYNROUTE_SMOKE=1``.
         seed: Seed of Python, NumPy and torch RNGs.
         device: ``"auto"`` | ``"cpu"`` | ``"cuda"`` (see ``engine.dist.pick_device``).
-        results_root: ``""`` = ``results/`` (``results/_smoke/`` when smoke).
+        results_root: ``""`` = ``results/_local/`` (``results/_smoke/`` when smoke); ``results/`` itself only
+            under ``runner --commit-results`` (see :func:`resolve_results_root`).
         profile: Training profile (``cpu`` | ``repro`` | ``gpu`` | ``cpu_long``).
         data: Data set name overriding the profile's (``""`` = the profile's; smoke: ``synthetic``).
         data_root: Data root (``""`` = the data set's default).

@@ -6,7 +6,9 @@ from pathlib import Path
 PROJ_ROOT = Path(__file__).resolve().parents[1]
 DATA_DIR = PROJ_ROOT / "data"
 RESULTS_DIR = PROJ_ROOT / "results"
-SMOKE_RESULTS_DIR = RESULTS_DIR / "_smoke"
+SMOKE_RESULTS_DIR = RESULTS_DIR / "_smoke"      # smoke runs (git-ignored)
+LOCAL_RESULTS_DIR = RESULTS_DIR / "_local"      # interactive / default runs (git-ignored)
+COMMIT_ENV = "DYNROUTE_COMMIT_RESULTS"          # set by `runner --commit-results`: write the tracked results/
 NOTEBOOKS_DIR = PROJ_ROOT / "notebooks"
 CHECKPOINTS_DIR = PROJ_ROOT / "checkpoints"
 SHARED_DIR = PROJ_ROOT.parent / "shared"

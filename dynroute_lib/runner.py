@@ -1,7 +1,12 @@
-"""Run the numbered notebooks with papermill, in order, into ``results/<stem>/`` (handbook Sec. 2 "One runner").
+"""Run the numbered notebooks with papermill, in order, into ``<results root>/<stem>/`` (handbook Sec. 2 "One runner").
 
 The batch reproduction of the paper's Tables 1-4 and Fig. 5 (Sec. 4):
-``python -m dynroute_lib run [--smoke] [--only NN ...] [--profile cpu|gpu] [-p NAME VALUE ...]``
+``python -m dynroute_lib run [--smoke | --commit-results] [--only NN ...] [--profile cpu|gpu] [-p NAME VALUE ...]``
+
+* Where results go: ``--commit-results`` writes the tracked ``results/<stem>/`` (the committed copy; it sets
+  ``DYNROUTE_COMMIT_RESULTS=1`` for the kernels and cannot be combined with ``--smoke`` or
+  ``--results-root``). Without it, runs write to the git-ignored ``results/_local/`` (``--smoke``:
+  ``results/_smoke/``) or to ``--results-root``: only that explicit command ever changes committed results.
 
 * Notebooks ``notebooks/NN_*.ipynb`` run in numeric order; ``--only 03 04`` picks some (by number or stem).
 * Every ``-p NAME VALUE`` is checked against the notebooks' ``parameters`` cells *before anything runs*: a
@@ -23,7 +28,7 @@ import sys
 import time
 from pathlib import Path
 
-from .paths import NOTEBOOKS_DIR, PROJ_ROOT
+from .paths import COMMIT_ENV, NOTEBOOKS_DIR, PROJ_ROOT, RESULTS_DIR
 
 TRUE, FALSE = {"true", "1", "yes", "y", "on"}, {"false", "0", "no", "n", "off"}
 
@@ -114,28 +119,41 @@ def resolve_params(nbs: list[Path], params: dict) -> dict[Path, dict]:
     return {nb: {k: coerce(k, v, decl[nb][k]) for k, v in params.items() if k in decl[nb]} for nb in nbs}
 
 
-def run_notebook(nb: Path, results_root: Path, params: dict, *, timeout_s: int | None = None,
-                 log_output: bool = True) -> Path:
+def run_notebook(nb: Path, results_root: Path | None, params: dict, *, timeout_s: int | None = None,
+                 log_output: bool = True, commit: bool = False) -> Path:
     """Execute one notebook with papermill into ``<results_root>/<stem>/<stem>.ipynb``.
+
+    Args:
+        nb: The notebook.
+        results_root: Injected as ``RESULTS_ROOT``; None injects nothing (the notebook's own default root,
+            ``results/_local/`` or ``results/_smoke/``, where the executed copy goes too).
+        params: Notebook parameters (checked against its ``parameters`` cell).
+        timeout_s: Per-cell timeout (None: none).
+        log_output: Stream cell output through papermill's logger.
+        commit: Let the kernel write the tracked ``results/`` (``DYNROUTE_COMMIT_RESULTS=1``).
 
     Raises:
         ParameterError: A parameter the notebook does not declare.
         papermill.PapermillExecutionError: A cell failed (the executed copy is still written).
     """
     import papermill as pm
+
+    from .notebook import resolve_results_root, smoke_forced
     nb = Path(nb).resolve()
     params = resolve_params([nb], dict(params))[nb]
-    results_root = Path(results_root).resolve()
-    out = results_root / nb.stem / nb.name
-    out.parent.mkdir(parents=True, exist_ok=True)
     env = {"PYTHONPATH": os.pathsep.join(dict.fromkeys(
-        [str(PROJ_ROOT), *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]))}
+        [str(PROJ_ROOT), *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))])),
+        COMMIT_ENV: "1" if commit else ""}
     if params.get("SMOKE"):
         env["DYNROUTE_SMOKE"] = "1"
     with _environ(env):                    # the kernel inherits it; the caller's environment is restored
-        pm.execute_notebook(str(nb), str(out), parameters={**params, "RESULTS_ROOT": str(results_root)},
-                            kernel_name="python3", cwd=str(nb.parent), log_output=log_output,
-                            progress_bar=False, execution_timeout=timeout_s)
+        smoke = bool(params.get("SMOKE")) or smoke_forced()
+        root = resolve_results_root(results_root or "", smoke, quiet=True)
+        out = root / nb.stem / nb.name
+        out.parent.mkdir(parents=True, exist_ok=True)
+        inject = {**params, "RESULTS_ROOT": str(root)} if results_root is not None else params
+        pm.execute_notebook(str(nb), str(out), parameters=inject, kernel_name="python3", cwd=str(nb.parent),
+                            log_output=log_output, progress_bar=False, execution_timeout=timeout_s)
     return out
 
 
@@ -175,7 +193,9 @@ def _parse_args(argv):
     ap.add_argument("--profile", choices=["cpu", "repro", "gpu", "cpu_long"], help="sets PROFILE in every notebook")
     ap.add_argument("-p", "--param", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
                     help="notebook parameter (repeatable); NAME must be declared by a selected notebook")
-    ap.add_argument("--results-root", help="output root (default results/, or results/_smoke with --smoke)")
+    ap.add_argument("--commit-results", action="store_true",
+                    help="write the tracked results/<stem>/ (full profile runs only; default: results/_local/)")
+    ap.add_argument("--results-root", help="output root (default results/_local, or results/_smoke with --smoke)")
     ap.add_argument("--timeout", type=int, default=None, help="per-cell timeout in seconds (default none)")
     ap.add_argument("--quiet", action="store_true", help="do not stream cell output")
     ap.add_argument("--list", action="store_true", help="list notebooks and their parameters, run nothing")
@@ -183,9 +203,14 @@ def _parse_args(argv):
 
 
 def main(argv: list[str] | None = None) -> int:
-    from .notebook import resolve_results_root
+    from .notebook import resolve_results_root, smoke_forced
     a = _parse_args(argv)
     params = {k: v for k, v in a.param}
+    smoke_param = str(params.get("SMOKE", "")).strip().lower() in TRUE
+    if a.commit_results and (a.smoke or smoke_param or smoke_forced() or a.results_root or "RESULTS_ROOT" in params):
+        print("error: --commit-results writes the tracked results/ from a full-profile run; it cannot be combined "
+              "with --smoke (or SMOKE / DYNROUTE_SMOKE=1), --results-root or -p RESULTS_ROOT", file=sys.stderr)
+        return 2
     if a.smoke:
         params["SMOKE"] = "True"
     if a.profile:
@@ -204,13 +229,14 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if not a.quiet:     # papermill streams cell output through its logger at INFO level
         logging.basicConfig(level=logging.INFO, format="%(message)s")
-    root = resolve_results_root(a.results_root or params.pop("RESULTS_ROOT", ""), a.smoke)
+    root = RESULTS_DIR.resolve() if a.commit_results else \
+        resolve_results_root(a.results_root or params.pop("RESULTS_ROOT", ""), a.smoke, quiet=True)
     timings, status = [], 0
     for nb in nbs:
         t0 = time.perf_counter()
         print(f"==> {nb.stem} {per_nb[nb]} -> {root / nb.stem}", flush=True)
         try:
-            run_notebook(nb, root, per_nb[nb], timeout_s=a.timeout, log_output=not a.quiet)
+            run_notebook(nb, root, per_nb[nb], timeout_s=a.timeout, log_output=not a.quiet, commit=a.commit_results)
             timings.append((nb.stem, "ok", time.perf_counter() - t0))
         except Exception as e:  # noqa: BLE001 - report which notebook and cell failed, then stop
             timings.append((nb.stem, "FAILED", time.perf_counter() - t0))

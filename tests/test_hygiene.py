@@ -140,3 +140,38 @@ def test_runner_stops_at_first_failure_naming_notebook_and_cell(tmp_path, monkey
     assert not (tmp_path / "out" / "ran").exists(), "notebooks after the failure must not run"
     import os
     assert "DYNROUTE_SMOKE" not in os.environ, "the runner restores the caller's environment"
+
+
+# ---- where results go (issue 16): only `runner --commit-results` writes the tracked results/ ----------------
+def test_runner_commit_results_is_explicit_and_full_profile_only(capsys, monkeypatch):
+    monkeypatch.delenv("DYNROUTE_SMOKE", raising=False)
+    for extra in (["--smoke"], ["--results-root", "/tmp/x"], ["-p", "SMOKE", "true"]):
+        assert runner.main(["--commit-results", "--only", "00", *extra]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("error: --commit-results") and err.count("\n") == 1, err
+    monkeypatch.setenv("DYNROUTE_SMOKE", "1")
+    assert runner.main(["--commit-results", "--only", "00"]) == 2
+
+
+def test_runner_writes_local_by_default_and_results_only_when_committing(tmp_path, monkeypatch, capsys):
+    from dynroute_lib import notebook as session
+    res = (tmp_path / "results").resolve()
+    for name, value in (("RESULTS_DIR", res), ("SMOKE_RESULTS_DIR", res / "_smoke"),
+                        ("LOCAL_RESULTS_DIR", res / "_local")):
+        monkeypatch.setattr(session, name, value)
+    monkeypatch.setattr(runner, "RESULTS_DIR", res)
+    nbs = tmp_path / "nbs"
+    nbs.mkdir()
+    body = ("from pathlib import Path\n"
+            "# the kernel imports its own dynroute_lib: it sees the real results/, so report what it was given\n"
+            "Path(RESULTS_ROOT or '.', 'kernel_saw.txt').write_text(RESULTS_ROOT)")
+    _tiny_notebook(nbs / "00_where.ipynb", body)
+    monkeypatch.setattr(runner, "NOTEBOOKS_DIR", nbs)
+    monkeypatch.delenv("DYNROUTE_SMOKE", raising=False)
+    assert runner.main(["--quiet", "--timeout", "120"]) == 0
+    assert (res / "_local" / "00_where" / "00_where.ipynb").is_file() and not (res / "00_where").exists()
+    assert (res / "_local" / "kernel_saw.txt").read_text() == str(res / "_local")
+    assert runner.main(["--quiet", "--timeout", "120", "--commit-results"]) == 0
+    assert (res / "00_where" / "00_where.ipynb").is_file() and (res / "kernel_saw.txt").read_text() == str(res)
+    import os
+    assert os.environ.get("DYNROUTE_COMMIT_RESULTS", "") == "", "the runner restores the caller's environment"

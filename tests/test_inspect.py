@@ -191,13 +191,18 @@ def test_load_model_checkpoint_and_bad_ones(tiny, tmp_path):
 
 
 def test_inspection_dataset_and_model_follow_the_session(monkeypatch, tmp_path):
-    monkeypatch.setattr(notebook, "RESULTS_DIR", tmp_path / "results")
-    monkeypatch.setattr(notebook, "SMOKE_RESULTS_DIR", tmp_path / "results" / "_smoke")
+    res = (tmp_path / "results").resolve()
+    monkeypatch.setattr(notebook, "RESULTS_DIR", res)
+    monkeypatch.setattr(notebook, "SMOKE_RESULTS_DIR", res / "_smoke")
+    monkeypatch.setattr(notebook, "LOCAL_RESULTS_DIR", res / "_local")
+    monkeypatch.delenv("DYNROUTE_COMMIT_RESULTS", raising=False)
     monkeypatch.setenv("DYNROUTE_SMOKE", "1")
     ctx = notebook.setup("05_x", device="cpu", data="synthetic")
-    assert ctx.smoke and ctx.out == (tmp_path / "results" / "_smoke" / "05_x").resolve()
+    assert ctx.smoke and ctx.out == res / "_smoke" / "05_x"
     assert len(insp.inspection_dataset(ctx, 8)) == insp.SMOKE_IMAGES
     monkeypatch.delenv("DYNROUTE_SMOKE")
+    assert notebook.setup("05_x", device="cpu", data="synthetic").out == res / "_local" / "05_x", \
+        "defaults never write results/"
     ctx = notebook.setup("05_x", device="cpu", data="synthetic", results_root=str(tmp_path / "elsewhere"))
     assert not ctx.smoke and len(insp.inspection_dataset(ctx, 6)) == 6
 

@@ -22,16 +22,41 @@ def fake_results(tmp_path, monkeypatch):
     res = tmp_path / "results"
     monkeypatch.setattr(notebook, "RESULTS_DIR", res)
     monkeypatch.setattr(notebook, "SMOKE_RESULTS_DIR", res / "_smoke")
+    monkeypatch.setattr(notebook, "LOCAL_RESULTS_DIR", res / "_local")
     monkeypatch.delenv("DYNROUTE_SMOKE", raising=False)
+    monkeypatch.delenv("DYNROUTE_COMMIT_RESULTS", raising=False)
     return res
 
 
 def test_smoke_never_writes_into_results(fake_results):
-    assert notebook.resolve_results_root("", smoke=False) == fake_results.resolve()
     smoke = notebook.resolve_results_root("", smoke=True)
     assert smoke == (fake_results / "_smoke").resolve()
     assert notebook.resolve_results_root(str(fake_results), smoke=True) == smoke
     assert (smoke / ".gitignore").read_text().strip().endswith("*")
+
+
+def test_default_and_interactive_runs_never_write_the_tracked_results(fake_results, tmp_path, monkeypatch, capsys):
+    local = (fake_results / "_local").resolve()
+    assert notebook.resolve_results_root("", smoke=False) == local
+    assert notebook.resolve_results_root(str(fake_results), smoke=False) == local     # asked for, still refused
+    assert "--commit-results" in capsys.readouterr().out
+    assert (local / ".gitignore").read_text().strip().endswith("*")
+    assert notebook.resolve_results_root(str(tmp_path / "mine"), smoke=False) == (tmp_path / "mine").resolve()
+    ctx = notebook.setup("99_test", device="cpu")
+    assert ctx.out == local / "99_test" and not (fake_results / "99_test").exists()
+    monkeypatch.setenv("DYNROUTE_COMMIT_RESULTS", "1")                               # runner --commit-results
+    assert notebook.resolve_results_root(str(fake_results), smoke=False) == fake_results.resolve()
+    assert notebook.resolve_results_root(str(fake_results), smoke=True) == (fake_results / "_smoke").resolve()
+
+
+def test_input_dir_falls_back_to_the_committed_results(fake_results, tmp_path):
+    (fake_results / "03_tables").mkdir(parents=True)
+    ctx = notebook.setup("04_test", device="cpu")
+    assert ctx.input_dir("03_tables") == fake_results / "03_tables"
+    (ctx.results_root / "03_tables").mkdir()
+    assert ctx.input_dir("03_tables") == ctx.results_root / "03_tables"
+    smoke = notebook.setup("04_test", smoke=True, device="cpu")
+    assert smoke.input_dir("03_tables") == smoke.results_root / "03_tables"            # never real results
 
 
 def test_setup_env_forces_smoke_and_finish_writes_run_json(fake_results, tmp_path, monkeypatch):
