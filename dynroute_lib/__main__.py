@@ -10,7 +10,8 @@
 ``compare RUNS --out DIR``  side-by-side summary of trained runs (``analysis.compare``)
 ``data check|prepare ...``  validate or generate a data set (``data.__main__``)
 ``repro [--only P ...]``    train/resume/evaluate the CPU reproduction suite (issue 13; ``reproduce``)
-``run [--smoke] ...``       run the numbered notebooks with papermill (``runner``)
+``run [--smoke] ...``       run the numbered notebooks with papermill (``runner``; ``--commit-results``: results/)
+``replot [--only NN]``      redraw the notebooks' figures from their committed CSV/JSON (``analysis.replot``)
 ==========================  ===================================================================================
 
 ``python -m dynroute_lib COMMAND --help`` shows each command's options.
@@ -24,7 +25,7 @@ import sys
 COMMANDS = {
     "train": "engine.train", "evaluate": "engine.evaluate", "flops": "flops", "routes common": "engine.common_route",
     "bench sparse": "bench.sparse", "bench train-step": "bench.train_step", "compare": "analysis.compare",
-    "data": "data.__main__", "repro": "reproduce", "run": "runner",
+    "data": "data.__main__", "repro": "reproduce", "run": "runner", "replot": "analysis.replot",
 }
 
 

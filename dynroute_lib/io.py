@@ -86,11 +86,19 @@ def save_csv(path: str | Path, df: Any, **to_csv_kwargs: Any) -> Path:
     return _atomic_write(path, lambda tmp: df.to_csv(tmp, **to_csv_kwargs))
 
 
+MIN_DPI = 100  # figures are read at their saved size: 9 pt text (figstyle.MIN_FONT_PT) is >= 12.5 px
+
+
 def save_figure(path: str | Path, fig: Any, dpi: int = 120) -> Path:
     """Saves a matplotlib Figure at a fixed dpi; the format follows the suffix (default png).
 
     The figure is not closed, so a notebook can still display it; the caller closes it.
+
+    Raises:
+        ValueError: ``dpi`` below ``MIN_DPI`` (text would be unreadable at the saved size).
     """
+    if dpi < MIN_DPI:
+        raise ValueError(f"{Path(path).name}: dpi {dpi} is below {MIN_DPI}; text would be unreadable at the saved size")
     fmt = Path(path).suffix.lstrip(".") or "png"
     return _atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=dpi, format=fmt))
 

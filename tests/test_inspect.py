@@ -231,3 +231,72 @@ def test_widget_headless(tiny, val2, tmp_path):
     ui.flops_kind.value, ui.show_gt.value, ui.threshold.value = "executed", True, 0.3
     assert "pinned" in ui.message.value
     assert "application/vnd.jupyter.widget-view+json" in ui._repr_mimebundle_()
+
+
+# ---- readability and the issue-16 defects ----------------------------------------------------------------
+SCALE = {"data": "synthetic", "split": "val", "images": 2, "resolution": "64x128", "base_channels": 8,
+         "iters": "untrained (random init)"}
+
+
+def test_inspector_figures_readable_and_named():
+    from figure_checks import assert_readable
+    rec, other = synthetic_record(0, 0), synthetic_record(1, 1)
+    stats = insp.flops_summary([rec, other])
+    for fig in (view.render_inspection(rec, info=INFO, flops_stats=stats, scale=SCALE),
+                view.render_inspection(rec, info=INFO, flops_stats=stats, show_gt=True, compare=other, scale=SCALE),
+                view.render_records_grid([rec, other], INFO, scale=SCALE),
+                draw_route_grid(rec["gates"], L)):
+        assert_readable(fig, None if fig.axes[0].get_title().startswith("route") else "synthetic")
+    assert "64×128 px" in view.render_records_grid([rec], INFO, scale=SCALE)._suptitle.get_text()
+
+
+def test_pinned_record_is_compared_with_its_own_model():
+    rec, wide = synthetic_record(0, 0), dict(synthetic_record(1, 1), real_gflops=40.0)
+    fig = view.render_inspection(rec, info=INFO, flops_stats={"mean": 1.0, "min": 0.5, "max": 1.5}, compare=wide,
+                                 compare_stats={"mean": 40.0, "min": 39.0, "max": 41.0})
+    titles = [ax.get_title() for ax in fig.axes if "GFLOPs" in ax.get_title()]
+    assert titles == ["1 GFLOPs, +0.0 % vs mean", "40 GFLOPs, +0.0 % vs mean"], titles
+
+
+def test_threshold_range_spans_the_gate_values():
+    rec = synthetic_record(0, 0)
+    lo, hi = insp.threshold_range([rec])
+    pos = np.concatenate([g[g > 0] for g in rec["gates"].values()])
+    assert lo < np.quantile(pos, 0.02) and np.quantile(pos, 0.98) <= hi <= pos.max()
+    shares = [np.mean(pos > t) for t in np.geomspace(lo, hi, 41)]
+    assert shares[0] >= 0.99 and shares[-1] <= 0.02
+    assert max(np.abs(np.diff(shares))) < 0.25, "no single step hides a large share of the paths"
+    changed = sum(np.diff(shares) < 0)
+    old = [np.mean(pos > t) for t in np.geomspace(1e-4, 10 ** -0.3, 38)]   # the former fixed 1e-4..0.5 range
+    assert changed >= 20 and changed > sum(np.diff(old) < 0), "most steps change what is drawn"
+    fixed = dict(rec, gates={k: np.ones_like(v) for k, v in rec["gates"].items()})
+    assert insp.threshold_range([fixed]) is None
+
+
+def test_untrained_fixed_route_banner():
+    _, banner = insp.load_model_for_inspection(None, preset="fix_l16", num_classes=INFO.num_classes, smoke=True)
+    assert "fixed route (no gates)" in banner and "routes are random" not in banner
+
+
+def test_widget_sizes_output_pins_stats_and_fits_threshold(tiny, val2):
+    pytest.importorskip("ipywidgets")
+    import base64
+    import io as _io
+
+    from dynroute_lib.inspector import widget
+
+    from PIL import Image
+    _, model = tiny
+    recs = insp.collect_records(model, val2, [0, 1])
+    ui = widget.make_inspector(recs, info=INFO, dataset=val2, model=model, banner="tiny")
+    png = base64.b64decode(ui.out.outputs[0]["data"]["image/png"])
+    with Image.open(_io.BytesIO(png)) as im:
+        w, h = im.size
+        assert im.info["dpi"][0] >= 99.5
+    assert abs(int(ui.out.layout.height.removesuffix("px")) - h) <= 10, "no blank band under the figure"
+    lo, hi = insp.threshold_range(recs)
+    assert ui.threshold.min == pytest.approx(np.log10(lo)) and ui.threshold.max == pytest.approx(np.log10(hi))
+    assert not ui.threshold.disabled
+    ui.pin.click()
+    assert ui.pinned_stats["official"] == insp.flops_summary(recs, "official")
+    assert int(ui.out.layout.height.removesuffix("px")) > h + 300, "two blocks: the output grows"

@@ -1,15 +1,20 @@
 """Papermill smoke runs of every numbered notebook (handbook Sec. 3, layer 2; marker ``notebooks``, minutes).
 
-All notebooks run in numeric order with ``SMOKE=True`` through the runner's own ``run_notebook`` into one
-shared temporary results root (later notebooks read earlier results). The assertions are on the files each
-notebook wrote (columns, row counts, value ranges), never on cell outputs; tolerances are wide because a smoke
-run checks plumbing and schema, not accuracy.
+All notebooks run in numeric order through the runner's own ``run_notebook`` **with their defaults** (no
+parameter injected, not even ``RESULTS_ROOT``; ``DYNROUTE_SMOKE=1`` in the environment, as any executor can set
+it), so they write where a user's default run writes: ``results/_smoke/`` (wiped first). After each one,
+``git status --porcelain results/`` must be unchanged: a default run never touches the committed results
+(issue 16). The assertions are on the files each notebook wrote (columns, row counts, value ranges), never on
+cell outputs; tolerances are wide because a smoke run checks plumbing and schema, not accuracy. The last test
+renders every figure of the run into ``results/_smoke/contact_sheet.png`` and checks each saved PNG's dpi.
 """
 from __future__ import annotations
 
 import json
 import math
 import re
+import shutil
+import subprocess
 import time
 
 import pandas as pd
@@ -17,7 +22,7 @@ import pytest
 
 from dynroute_lib import runner
 from dynroute_lib.data import DATASETS
-from dynroute_lib.paths import NOTEBOOKS_DIR
+from dynroute_lib.paths import NOTEBOOKS_DIR, PROJ_ROOT, SMOKE_RESULTS_DIR
 
 pytestmark = pytest.mark.notebooks
 NOTEBOOKS = sorted(NOTEBOOKS_DIR.glob("[0-9][0-9]_*.ipynb"))
@@ -25,10 +30,23 @@ TIMINGS: dict[str, float] = {}
 SYN = DATASETS["synthetic"]
 
 
+def results_status() -> str:
+    """``git status --porcelain results/`` of this checkout (untracked files included)."""
+    out = subprocess.run(["git", "-C", str(PROJ_ROOT), "status", "--porcelain", "--untracked-files=all", "results/"],
+                         capture_output=True, text=True, check=True)
+    return out.stdout
+
+
 @pytest.fixture(scope="module")
-def smoke_root(tmp_path_factory):
-    root = tmp_path_factory.mktemp("results")
-    yield root
+def smoke_root():
+    if shutil.which("git") is None or not (PROJ_ROOT / ".git").exists():
+        pytest.skip("needs a git checkout (the test compares git status before and after)")
+    shutil.rmtree(SMOKE_RESULTS_DIR, ignore_errors=True)     # git-ignored scratch: stale files must not pass
+    mp = pytest.MonkeyPatch()
+    mp.setenv("DYNROUTE_SMOKE", "1")
+    mp.delenv("DYNROUTE_COMMIT_RESULTS", raising=False)
+    yield SMOKE_RESULTS_DIR
+    mp.undo()
     if TIMINGS:
         print("\nsmoke timings (s): " + ", ".join(f"{k} {v:.1f}" for k, v in TIMINGS.items()) +
               f"; total {sum(TIMINGS.values()):.1f}")
@@ -148,10 +166,13 @@ CHECKS = {"00": check_00, "01": check_01, "02": check_02, "03": check_03, "04": 
 
 @pytest.mark.parametrize("nb", NOTEBOOKS, ids=lambda p: p.stem)
 def test_notebook_smoke(nb, smoke_root):
+    before = results_status()
     t0 = time.perf_counter()
-    runner.run_notebook(nb, smoke_root, {"SMOKE": True}, timeout_s=600, log_output=False)
+    executed = runner.run_notebook(nb, None, {}, timeout_s=600, log_output=False)     # the notebook's defaults
     TIMINGS[nb.stem] = time.perf_counter() - t0
+    assert results_status() == before, f"{nb.name} with its defaults changed the committed results/"
     out = smoke_root / nb.stem
+    assert executed == out / nb.name
     assert (out / nb.name).is_file(), "executed copy missing"
     run = json.loads((out / "run.json").read_text())
     assert run["smoke"] is True and run["wall_s"] > 0
@@ -165,3 +186,27 @@ def test_notebook_smoke(nb, smoke_root):
     check = CHECKS.get(nb.stem[:2])
     for png in (check(out) if check else []):
         assert (out / png).stat().st_size > 1000, f"{png} missing or empty"
+
+
+def test_figures_of_the_smoke_run(smoke_root):
+    """Every figure the run wrote: saved at >= 100 dpi, and all of them in one contact sheet to look at."""
+    from figure_checks import MIN_DPI, contact_sheet, png_dpi
+    pngs = sorted(p for p in smoke_root.rglob("*.png") if p.name != "contact_sheet.png")
+    if len(TIMINGS) < len(NOTEBOOKS):
+        pytest.skip("run together with test_notebook_smoke (all notebooks)")
+    assert len(pngs) >= 12, [p.name for p in pngs]
+    for p in pngs:
+        assert png_dpi(p) >= MIN_DPI - 0.5, f"{p.relative_to(smoke_root)} saved at {png_dpi(p):.0f} dpi"
+    sheet = contact_sheet(pngs, smoke_root / "contact_sheet.png", root=smoke_root)
+    print(f"\ncontact sheet of {len(pngs)} figures: {sheet}")
+
+
+@pytest.mark.parametrize("nb", [n for n in NOTEBOOKS if n.stem.startswith("05")], ids=lambda p: p.stem)
+def test_inspector_full_defaults_leave_results_clean(nb, monkeypatch):
+    """The reported case: 05 opened and run with its defaults (not smoke) must not rewrite results/05_*."""
+    monkeypatch.delenv("DYNROUTE_SMOKE", raising=False)
+    monkeypatch.delenv("DYNROUTE_COMMIT_RESULTS", raising=False)
+    before = results_status()
+    executed = runner.run_notebook(nb, None, {}, timeout_s=600, log_output=False)
+    assert results_status() == before, "05 with its defaults changed the committed results/"
+    assert executed.parent.parent.name == "_local" and (executed.parent / "inspector_grid.png").is_file()

@@ -10,7 +10,8 @@ import pytest
 from matplotlib.figure import Figure
 
 from dynroute_lib import notebook
-from dynroute_lib.analysis import data_overview, paper, plots, route_stats, static_costs, tables
+from dynroute_lib.analysis import data_overview, figstyle, paper, plots, route_stats, static_costs, tables
+from dynroute_lib.paths import RESULTS_DIR
 from dynroute_lib.data import DATASETS
 
 matplotlib.use("Agg")
@@ -191,7 +192,7 @@ def test_read_records_fails_loudly(tmp_path):
 
 
 # ---- plots -----------------------------------------------------------------------------------------------------
-def test_plots_return_figures():
+def _all_figures(scale):
     info = DATASETS["synthetic"]
     img = np.zeros((32, 64, 3), np.uint8)
     lab = np.ones((32, 64), np.uint8)
@@ -202,17 +203,79 @@ def test_plots_return_figures():
     table = tables.build_table("table_1", _runs(["fcn32s", "dynamic_a"]), SCALE)
     flops = pd.DataFrame({"preset": ["a", "b"], "paper_gflops": [10.0, 20.0], "ours_gflops_official": [11.0, 19.0],
                           "ours_gmacs_true": [10.5, np.nan], "paper_params_m": [1.0, 2.0], "ours_params_m": [1.1, 2.1]})
-    figs = [plots.sample_overlays([(img, lab)] * 2, info),
-            plots.class_frequency(pd.DataFrame({"class": ["a", "b"], "pixels_pct": [60, 40],
-                                                "images_with_class_pct": [100, 50]})),
-            plots.object_sizes(data_overview.region_size_hist(pd.DataFrame(
-                {"class": ["car", "car"], "area_px": [20, 400], "area_frac": [0.01, 0.2]}), bins=4)),
-            plots.routing_space({k: v for k, v in list(static_costs.route_masks().items())[:2]}),
-            plots.flops_vs_paper(flops), plots.training_curves(log, "t"), plots.miou_vs_gflops(table),
-            plots.route_activation(act), plots.route_activation_grids(act),
-            plots.flops_distribution(pd.DataFrame({"model": ["a", "a", "b"], "real_gflops": [1.0, 2.0, 3.0]})),
-            plots.sparse_speed(pd.DataFrame({"batch": [1, 8], "case": ["keep30", "keep30"], "dense_ms": [10.0, 70.0],
-                                             "sparse_ms": [5.0, 40.0], "flops_ratio": [0.4, 0.4],
-                                             "time_ratio": [0.5, 0.57], "goal": [1.15, 1.25]}))]
-    for fig in figs:
-        assert isinstance(fig, Figure) and fig.axes
+    return {
+        "samples": plots.sample_overlays([(img, lab)] * 2, info, scale=scale),
+        "class_frequency": plots.class_frequency(pd.DataFrame({"class": ["a", "b"], "pixels_pct": [60, 40],
+                                                               "images_with_class_pct": [100, 50]}), scale=scale),
+        "object_sizes": plots.object_sizes(data_overview.region_size_hist(pd.DataFrame(
+            {"class": ["car", "car"], "area_px": [20, 400], "area_frac": [0.01, 0.2]}), bins=4), scale=scale),
+        "routing_space": plots.routing_space({k: v for k, v in list(static_costs.route_masks().items())[:2]},
+                                             scale=scale),
+        "flops_vs_paper": plots.flops_vs_paper(flops, scale=scale),
+        "training_curves": plots.training_curves(log, "t", scale=scale),
+        "miou_vs_gflops": plots.miou_vs_gflops(table, scale=scale),
+        "route_activation": plots.route_activation(act, scale=scale),
+        "route_activation_grids": plots.route_activation_grids(act, scale=scale),
+        "flops_distribution": plots.flops_distribution(pd.DataFrame({"model": ["a", "a", "b"],
+                                                                     "real_gflops": [1.0, 2.0, 3.0]}), scale=scale),
+        "sparse_speed": plots.sparse_speed(pd.DataFrame({"batch": [1, 8], "case": ["keep30", "keep30"],
+                                                         "dense_ms": [10.0, 70.0], "sparse_ms": [5.0, 40.0],
+                                                         "flops_ratio": [0.4, 0.4], "time_ratio": [0.5, 0.57],
+                                                         "goal": [1.15, 1.25]}), scale=scale)}
+
+
+def test_plots_return_figures():
+    for name, fig in _all_figures(SCALE).items():
+        assert isinstance(fig, Figure) and fig.axes, name
+
+
+def test_every_figure_is_readable_and_names_its_run():
+    """Smallest text >= 9 pt, and a title naming the data set, the resolution and the iterations passed in."""
+    from figure_checks import assert_readable
+    for data in ("camvid", "cityscapes"):
+        scale = {**SCALE, "data": data, "resolution": "96x128", "iters": 123, "base_channels": 16}
+        for name, fig in _all_figures(scale).items():
+            assert_readable(fig, data, name)
+            heads = figstyle.title_text(fig)
+            assert "96×128" in heads and "123 iterations" in heads and "C0=16" in heads, (name, heads)
+
+
+def _label_boxes(fig):
+    r = fig.canvas.get_renderer()
+    return [a.get_window_extent(r) for ax in fig.axes for a in ax.texts if a.get_gid() == "point-label"]
+
+
+def test_point_labels_do_not_overlap():
+    # the paper's Table 1 cluster (many rows within a few GFLOPs) and the ~120 G cluster of presets
+    t1 = pd.read_csv(RESULTS_DIR / "03_tables" / "table_1.csv") if (RESULTS_DIR / "03_tables" / "table_1.csv").is_file() \
+        else tables.build_table("table_1", _runs([p for p, _, _ in paper.TABLES["table_1"]]), SCALE)
+    fig = plots.miou_vs_gflops(t1, scale=SCALE)
+    flops = pd.DataFrame({"preset": [f"p{i}" for i in range(8)],
+                          "paper_gflops": [119.5, 120.0, 120.0, 119.5, 119.5, 103.1, 81.4, 153.8],
+                          "ours_gflops_official": [118.1] * 5 + [101.2, 82.4, 153.8],
+                          "ours_gmacs_true": [117.9] * 5 + [101.3, 82.3, 153.5],
+                          "paper_params_m": [17.8] * 8, "ours_params_m": [17.8] * 8})
+    fig2 = plots.flops_vs_paper(flops, scale=SCALE)
+    for f, n in ((fig, len(t1.dropna(subset=["paper_gflops"]))), (fig2, None)):
+        boxes = _label_boxes(f)
+        assert boxes and (n is None or len(boxes) >= n)
+        for i, a in enumerate(boxes):
+            for b in boxes[i + 1:]:
+                assert not a.overlaps(b), (a, b)
+    texts = [a.get_text() for ax in fig2.axes for a in ax.texts if a.get_gid() == "point-label"]
+    assert any(t.count("\n") == 4 for t in texts), "the five presets at one point share one label"
+    legend = fig.axes[0].get_legend()
+    assert legend is not None and {t.get_text() for t in legend.get_texts()} == {
+        "dynamic route (gated, per image)", "static route (fixed)"}
+
+
+def test_caption_and_save_figure_dpi(tmp_path):
+    from dynroute_lib import io
+    assert figstyle.caption({"data": "camvid", "resolution": "120x160", "base_channels": 64, "iters": 100}) == \
+        "CamVid · 120×160 px · width C0=64 · 100 iterations per model"
+    assert figstyle.caption(None) == "scale of the run not recorded"
+    fig = Figure()
+    fig.subplots()
+    with pytest.raises(ValueError, match="dpi 80"):
+        io.save_figure(tmp_path / "x.png", fig, dpi=80)
+    assert not (tmp_path / "x.png").exists()

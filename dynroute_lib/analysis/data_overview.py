@@ -97,3 +97,12 @@ def region_size_hist(reg: pd.DataFrame, min_area_px: int = 16, bins: int = 24) -
                   "count": int(n)}
                  for lo, hi, n in zip(edges[:-1], edges[1:], counts)]
     return pd.DataFrame(rows)
+
+
+def overview_scale(summary: pd.DataFrame) -> dict:
+    """Scale record of the overview figures: data set, images per split, native image size (no training)."""
+    sizes = sorted({s for hw in summary["image_hw"] for s in str(hw).split()})
+    return {"data": str(summary["data"].iloc[0]),
+            "images": " + ".join(f"{r.split} {r.num_images}" for r in summary.itertuples()) + " images",
+            "resolution": sizes[0] if len(sizes) == 1 else f"{len(sizes)} sizes",
+            "note": "raw labels at native size, no training"}

@@ -21,6 +21,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
 from ..routes import NUM_SCALES, RouteMask, all_nodes, liveness, node_key, node_paths
+from .figstyle import FONT, LABEL
 
 SCALE_LABELS = ("1/4", "1/8", "1/16", "1/32")
 PATH_COLORS = {"keep": "#1f5fa8", "up": "#2e9e44", "down": "#d9731a"}
@@ -94,7 +95,8 @@ def scale_activity(gates, num_layers: int, *, threshold: float = 1e-4,
 
 
 # ---- drawing ---------------------------------------------------------------------------------------
-def _legend_handles() -> list:
+def legend_handles() -> list:
+    """Legend entries of the route grid (path kinds, closed and pass-through paths, node states)."""
     h = [Line2D([], [], color=c, lw=2.2, label=p) for p, c in PATH_COLORS.items()]
     h.append(Line2D([], [], label="closed", **{k: v for k, v in CLOSED_STYLE.items() if k != "zorder"}))
     h.append(Line2D([], [], label="pass-through (keep)", **{k: v for k, v in PASS_STYLE.items() if k != "zorder"}))
@@ -107,19 +109,19 @@ def _legend_handles() -> list:
 def _style_axes(ax: Axes, num_layers: int) -> None:
     step = 1 if num_layers <= 16 else 4
     ticks = [-1, *range(0, num_layers, step), num_layers]
-    ax.set_xticks(ticks, ["init", *map(str, ticks[1:-1]), "head"], fontsize=7)
-    ax.set_yticks(range(NUM_SCALES), SCALE_LABELS, fontsize=7)
+    ax.set_xticks(ticks, ["init", *map(str, ticks[1:-1]), "head"], fontsize=FONT)
+    ax.set_yticks(range(NUM_SCALES), SCALE_LABELS, fontsize=FONT)
     ax.set_xlim(-1.6, num_layers + 0.6)
     ax.set_ylim(NUM_SCALES - 0.5, -0.5)            # 1/4 at the top
-    ax.set_xlabel("layer", fontsize=8)
-    ax.set_ylabel("scale", fontsize=8)
+    ax.set_xlabel("layer", fontsize=LABEL)
+    ax.set_ylabel("scale", fontsize=LABEL)
     for side in ("top", "right"):
         ax.spines[side].set_visible(False)
 
 
 def draw_route_grid(gates, num_layers: int, *, ax: Axes | None = None, threshold: float = 1e-4,
                     title: str | None = None, live: Mapping | None = None,
-                    computed: Mapping | None = None) -> Figure:
+                    computed: Mapping | None = None, legend: bool = True) -> Figure:
     """Draw one route (soft gates of one image, or a 0/1 route mask) on the layer x scale grid.
 
     Args:
@@ -132,13 +134,15 @@ def draw_route_grid(gates, num_layers: int, *, ax: Axes | None = None, threshold
         live: Optional per-node input-live flags (keys like ``gates``), e.g. from ``aux.states``; missing
             nodes are derived from the route itself (strict semantics of ``routes.liveness``).
         computed: Optional per-node "cell executed" flags, same rules.
+        legend: Draw the legend under the grid (False: the caller draws one for several grids,
+            from :func:`legend_handles`).
 
     Returns:
         The Figure holding ``ax``. Each path is one ``Line2D`` with ``gid="path:<node>:<kind>"``; node
         markers use ``gid="nodes:computed" | "nodes:skipped" | "nodes:dead"``.
     """
     if ax is None:
-        fig = Figure(figsize=(max(5.0, 0.36 * (num_layers + 3)), 3.0), layout="constrained")
+        fig = Figure(figsize=(max(8.0, 0.45 * (num_layers + 3)), 3.8), layout="constrained")
         ax = fig.add_subplot()
     values = node_values(gates, num_layers)
     lv, cp = node_states(values, num_layers, threshold, live, computed)
@@ -162,7 +166,8 @@ def draw_route_grid(gates, num_layers: int, *, ax: Axes | None = None, threshold
             ax.scatter([n[0] for n in pts], [n[1] for n in pts], s=16, lw=0.9, zorder=3, gid=f"nodes:{name}",
                        **style)
     _style_axes(ax, num_layers)
-    ax.set_title(title if title is not None else f"route (open: gate > {threshold:g})", fontsize=9)
-    ax.legend(handles=_legend_handles(), loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=4,
-              fontsize=6.5, frameon=False, handlelength=1.8, columnspacing=1.0)
+    ax.set_title(title if title is not None else f"route (open: gate > {threshold:g})", fontsize=LABEL)
+    if legend:
+        ax.legend(handles=legend_handles(), loc="upper center", bbox_to_anchor=(0.5, -0.22), ncol=4,
+                  fontsize=FONT, frameon=False, handlelength=1.8, columnspacing=1.0)
     return ax.figure

@@ -73,3 +73,14 @@ def flops_summary(per_image: pd.DataFrame) -> pd.DataFrame:
                        "num_images": g.size()}).reset_index()
     df["max_min_gap_pct"] = 100 * (df["gflops_max"] - df["gflops_min"]) / df["gflops_mean"]
     return df
+
+
+def source_scale(results_dir: Path) -> dict | None:
+    """The ``scale`` record of the 03_tables run these records come from (its ``run.json``), or None."""
+    import json
+    path = Path(results_dir) / "run.json"
+    try:
+        scale = json.loads(path.read_text()).get("scale")
+    except (OSError, ValueError):
+        return None
+    return {**scale, "note": "val records of 03_tables"} if isinstance(scale, dict) else None

@@ -81,3 +81,11 @@ def static_costs(mcfg, height: int, width: int) -> dict:
     return {"params_m": sum(p.numel() for p in net.parameters()) / 1e6,
             "allopen_run": route_flops(net, height, width)["gflops_official"],
             "allopen_1024": route_flops(net, 1024, 2048)["gflops_official"]}
+
+
+def count_scale() -> dict:
+    """Scale record of the static counts (figure subtitle): the paper's Cityscapes input size, full width."""
+    from ..config import get_preset
+    return {"data": "Cityscapes-sized input (no data)", "resolution": "1024x2048",
+            "base_channels": get_preset("dynamic_raw_l16").base_channels,
+            "iters": "untrained: static count on the meta device"}

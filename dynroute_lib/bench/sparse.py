@@ -275,6 +275,17 @@ def sparse_bench(ctx, run: bool = True, args=()) -> tuple[pd.DataFrame, Path]:
     return pd.read_csv(path), src
 
 
+def bench_scale(source: Path) -> dict | None:
+    """Scale record of a benchmark run (figure subtitle) from its ``sparse_speed.json`` provenance, or None."""
+    try:
+        prov = json.loads((Path(source) / "sparse_speed.json").read_text())["provenance"]
+    except (OSError, ValueError, KeyError):
+        return None
+    routes = "learned routes" if prov.get("ckpts") else "random routes, random init"
+    return {"data": "random input images (no data set)", "resolution": "x".join(map(str, prov.get("size", []))),
+            "iters": f"median of {prov.get('repeats')} timed rounds", "note": f"{prov.get('preset')}, {routes}"}
+
+
 def _parser() -> argparse.ArgumentParser:
     s = argparse.ArgumentParser(prog="python -m dynroute_lib bench sparse", description=__doc__.split("\n")[0])
     s.add_argument("--json", action="store_true", help="print the result as JSON instead of a table")

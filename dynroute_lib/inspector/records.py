@@ -60,14 +60,18 @@ def load_model_for_inspection(ckpt_path: str | Path | None = None, preset: str |
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             model = build_model(cfg).eval()
-        model.inspect_id = f"init:{cfg.hash()}:seed{seed}"
-        return model, (f"untrained model ({cfg.name}, random init, seed {seed}): routes are random, not learned; "
+        model.inspect_id, model.inspect_step = f"init:{cfg.hash()}:seed{seed}", None
+        what = ("a fixed route (no gates) with random weights" if cfg.gate_mode == "fixed"
+                else "routes are random, not learned")
+        return model, (f"untrained model ({cfg.name}, random init, seed {seed}): {what}; "
                        f"set CHECKPOINT to inspect a trained model")
     path = Path(ckpt_path).expanduser()
     model, cfg, ckpt = load_model(path, preset=preset, num_classes=num_classes)
     model.eval().inspect_id = f"ckpt:{path.resolve()}:{path.stat().st_mtime_ns}"
     step = ckpt.get("step", "?")
-    return model, f"checkpoint {path.name} ({cfg.name}, step {step})"
+    model.inspect_step = step
+    fixed = ": a fixed route (no gates)" if cfg.gate_mode == "fixed" else ""
+    return model, f"checkpoint {path.name} ({cfg.name}, step {step}){fixed}"
 
 
 def available_sources(preset: str = "dynamic_raw_l16", extra_presets=("dynamic_raw_l16", "dynamic_a", "fix_l16"),
@@ -195,6 +199,33 @@ def image_record(model, data: bytes, *, name: str = "upload", device: str = "cpu
     rec = _forward(model, x, rgb.shape[:2], device)
     rec.update(index=-1, name=name, image=rgb, gt=None)
     return rec
+
+
+def inspection_scale(model, info, records: list[dict]) -> dict:
+    """Scale record of an inspection (figure subtitles): data set, image size, model width, training iterations."""
+    h, w = records[0]["image"].shape[:2] if records else (0, 0)
+    step = getattr(model, "inspect_step", None)
+    return {"data": getattr(info, "name", ""), "split": "val", "images": len(records), "resolution": f"{h}x{w}",
+            "base_channels": model.cfg.base_channels,
+            "iters": "untrained (random init)" if step is None else f"trained {step} iterations"}
+
+
+def threshold_range(records: list[dict], lo_q: float = 0.01, hi_q: float = 0.99) -> tuple[float, float] | None:
+    """Log-slider range for the "active" threshold over the gate values the records hold.
+
+    From just below the 1 % quantile of the positive gates (at least 99 % of the open paths count as
+    active) to their 99 % quantile, so that each step of a log slider closes a visible share of the paths
+    instead of sweeping decades that hold no gate value. None when the gates hold fewer than two distinct
+    positive values (a fixed route: nothing to threshold).
+    """
+    vals = np.concatenate([np.asarray(g, dtype=np.float64).ravel() for r in records for g in r["gates"].values()]
+                          or [np.zeros(0)])
+    pos = vals[vals > 0]
+    if np.unique(pos).size < 2:
+        return None
+    lo, hi = float(np.quantile(pos, lo_q)) * 0.9, float(np.quantile(pos, hi_q))
+    lo = max(lo, 1e-6)
+    return (lo, hi) if hi > lo * 1.01 else None
 
 
 def flops_summary(records: list[dict], kind: str = "official") -> dict[str, float]:

@@ -2,9 +2,12 @@
 
 Stock widgets only (pitfall 5): an ``IntSlider`` over the inspected images (``continuous_update=False``), a
 model ``Dropdown`` (checkpoints found plus untrained presets), a ``FileUpload`` for one's own image, a
-"show ground truth" ``Checkbox``, a ``FloatLogSlider`` threshold for "active", ``ToggleButtons`` for official /
-executed FLOPs, a "pin for comparison" ``Button``, an ``HTML`` message line (banner and errors: a bad
-checkpoint or a non-image upload shows a message, never a traceback) and a fixed-size ``Output``. Every
+"show ground truth" ``Checkbox``, a ``FloatLogSlider`` threshold for "active" (its range spans the gate values
+of the current model's records, so every step changes what is drawn; disabled for a fixed route),
+``ToggleButtons`` for official / executed FLOPs, a "pin for comparison" ``Button``, an ``HTML`` message line
+(banner and errors: a bad checkpoint or a non-image upload shows a message, never a traceback) and an
+``Output`` sized to the figure it shows (no blank band under a one-block figure). A pinned record keeps
+the FLOPs statistics of its own model, so a model of another width is never compared with this one's mean. Every
 change redraws through :func:`inspector.view.render_inspection` and replaces the ``Output``'s
 content in one step (the effect of ``clear_output(wait=True)`` + ``display``, pitfall 6, without ``with out:``
 capture: under papermill, nbclient's Output mimic answering captured displays on the shell channel stalled
@@ -17,10 +20,11 @@ import base64
 import html
 
 import ipywidgets as W
+import numpy as np
 
 from ..data import DataError
-from .records import collect_records, flops_summary, image_record, load_source
-from .view import fig_to_png, render_inspection
+from .records import collect_records, flops_summary, image_record, inspection_scale, load_source, threshold_range
+from .view import FLOPS_KEYS, PNG_DPI, fig_to_png, render_inspection
 
 _USER_ERRORS = (ValueError, FileNotFoundError, DataError, ImportError)
 
@@ -42,7 +46,7 @@ class Inspector:
             raise ValueError("the inspector needs at least one record")
         self.records, self.info, self.dataset, self.model = records, info, dataset, model
         self.banner, self.device, self.smoke, self.seed = banner, device, smoke, seed
-        self.pinned, self.upload_record, self.error = None, None, ""
+        self.pinned, self.pinned_stats, self.upload_record, self.error = None, None, None, ""
         options = sources or [(f"current: {records[0].get('source', 'model')}", "current")]
         self.slider = W.IntSlider(value=0, min=0, max=len(records) - 1, step=1, description="image",
                                   continuous_update=False)
@@ -51,12 +55,16 @@ class Inspector:
         self.upload = W.FileUpload(accept="image/*", multiple=False, description="your image")
         self.show_gt = W.Checkbox(value=False, description="show ground truth", indent=False)
         self.threshold = W.FloatLogSlider(value=1e-4, base=10, min=-4, max=-0.3, step=0.1, description="active >",
-                                          readout_format=".1e", continuous_update=False)
-        self.flops_kind = W.ToggleButtons(options=["official", "executed"], value="official", description="FLOPs")
+                                          readout_format=".2g", continuous_update=False)
+        self.flops_kind = W.ToggleButtons(options=["official", "executed"], value="official",
+                                          tooltips=["official counting rule", "what the sparse executor ran"],
+                                          style={"button_width": "80px"})
+        self._fit_threshold()
         self.pin = W.Button(description="pin for comparison", icon="thumbtack", layout=W.Layout(width="180px"))
         self.message = W.HTML()
-        self.out = W.Output(layout=W.Layout(width="100%", height="520px", overflow="auto", border="1px solid #ddd"))
-        self.box = W.VBox([W.HBox([self.slider, self.source]), W.HBox([self.threshold, self.flops_kind]),
+        self.out = W.Output(layout=W.Layout(width="100%", height="560px", overflow="auto", border="1px solid #ddd"))
+        flops = W.HBox([W.Label("FLOPs:"), self.flops_kind], layout=W.Layout(align_items="center"))
+        self.box = W.VBox([W.HBox([self.slider, self.source]), W.HBox([self.threshold, flops]),
                            W.HBox([self.show_gt, self.pin, self.upload]), self.message, self.out])
         self.slider.observe(self._on_slider, names="value")
         self.source.observe(self._on_source, names="value")
@@ -81,13 +89,32 @@ class Inspector:
         return self.box._repr_mimebundle_(**kwargs)
 
     # ---- drawing ---------------------------------------------------------------------------------------
+    def _fit_threshold(self) -> None:
+        """Span the threshold slider over the current records' gate values (log-spaced; off for a fixed route)."""
+        rng = threshold_range(self.records)
+        t = self.threshold
+        with t.hold_trait_notifications():
+            if rng is None:
+                t.disabled, t.description = True, "no gates"
+                return
+            lo, hi = np.log10(rng[0]), np.log10(rng[1])
+            t.disabled, t.description = False, "active >"
+            t.min, t.max = min(lo, t.max), max(hi, t.min)         # never min > max in between
+            t.min, t.max, t.step = lo, hi, (hi - lo) / 40
+            t.value = float(np.clip(t.value, rng[0], rng[1]))
+
     def refresh(self) -> None:
         """Redraw the figure, then the message line (so a test seeing the message also sees the figure)."""
         rec, kind = self.current, self.flops_kind.value
+        threshold = self.threshold.value if not self.threshold.disabled else 0.5
+        pinned_stats = self.pinned_stats[kind] if self.pinned_stats else None
         fig = render_inspection(rec, info=self.info, flops_stats=flops_summary(self.records, kind),
-                                show_gt=self.show_gt.value, threshold=self.threshold.value, flops_kind=kind,
-                                compare=self.pinned)
-        png = base64.b64encode(fig_to_png(fig)).decode("ascii")
+                                show_gt=self.show_gt.value, threshold=threshold, flops_kind=kind,
+                                compare=self.pinned, compare_stats=pinned_stats,
+                                scale=inspection_scale(self.model, self.info, self.records) if self.model else None)
+        height = int(round(fig.get_size_inches()[1] * PNG_DPI)) + 8
+        png = base64.b64encode(fig_to_png(fig, dpi=PNG_DPI)).decode("ascii")
+        self.out.layout.height = f"{height}px"
         # One state update replacing the Output's content = clear_output(wait=True) + display, minus the
         # `with out:` capture that stalls headless (papermill) runs (see the module docstring).
         self.out.outputs = ({"output_type": "display_data", "metadata": {},
@@ -123,6 +150,7 @@ class Inspector:
         except _USER_ERRORS as e:
             return self._fail(e)
         self.model, self.banner, self.records, self.upload_record, self.error = model, banner, records, None, ""
+        self._fit_threshold()
         self.refresh()
 
     def _on_upload(self, change) -> None:
@@ -143,6 +171,7 @@ class Inspector:
 
     def _on_pin(self, _button) -> None:
         self.pinned = None if self.pinned is not None else dict(self.current)
+        self.pinned_stats = {k: flops_summary(self.records, k) for k in FLOPS_KEYS} if self.pinned else None
         self.pin.description = "unpin" if self.pinned is not None else "pin for comparison"
         self.refresh()
 
