@@ -8,7 +8,7 @@ Every numbered notebook starts with ``ctx = setup("NN_name", smoke=SMOKE, ...)``
 
 * ``smoke`` is the parameter ORed with ``DYNROUTE_SMOKE=1`` (any executor can force the fast path);
 * outputs go to ``<results_root>/<stem>/``. The tracked ``results/`` is written only by the runner's
-  explicit ``python -m dynroute_lib.runner --commit-results`` (it sets ``DYNROUTE_COMMIT_RESULTS=1``).
+  explicit ``python -m dynroute_lib run --commit-results`` (it sets ``DYNROUTE_COMMIT_RESULTS=1``).
   Every other run, a notebook opened in JupyterLab with its defaults included, writes to the git-ignored
   ``results/_local/`` (also when ``results_root`` points at ``results/`` itself), and smoke runs to
   ``results/_smoke/``: interactive and smoke numbers never overwrite the committed ones;
@@ -67,7 +67,7 @@ def resolve_results_root(results_root: str | Path | None, smoke: bool, *, quiet:
     if root == tracked and commit_requested():
         return tracked
     if root == tracked and not quiet:
-        print(f"note: {tracked} is written only by `python -m dynroute_lib.runner --commit-results`; "
+        print(f"note: {tracked} is written only by `python -m dynroute_lib run --commit-results`; "
               f"writing to {LOCAL_RESULTS_DIR} instead")
     return root if root not in (None, tracked) else ignored_dir(LOCAL_RESULTS_DIR).resolve()
 

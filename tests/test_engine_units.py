@@ -177,7 +177,7 @@ def test_save_json_csv_figure(tmp_path):
     dio.save_csv(tmp_path / "t.csv", df)
     assert pd.read_csv(tmp_path / "t.csv").equals(df)
     fig, _ = plt.subplots(figsize=(1, 1))
-    dio.save_figure(tmp_path / "f.png", fig, dpi=50)
+    dio.save_figure(tmp_path / "f.png", fig, dpi=100)
     plt.close(fig)
     assert (tmp_path / "f.png").read_bytes()[:4] == b"\x89PNG"
 
