@@ -1,30 +1,36 @@
 """Command line of the CPU reproduction suite (issue 13): ``python -m dynroute_lib repro ...``.
 
 Each row (preset x seed of ``analysis.repro.SUITE``) is trained or resumed in its own directory under
-``checkpoints/repro/`` and its results are written to ``results/repro/`` the moment it finishes. See
+``checkpoints/repro/`` and its results are written the moment it finishes, to ``results/repro/`` with
+``--commit-results`` (else to the git-ignored ``results/_local/repro/``). See
 ``docs/cpu_reproduction.md``; the notebooks rebuild the tables from the same cache with
 ``python -m dynroute_lib run --profile repro``.
 """
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from .analysis.repro import PROFILE, plan, row_name, run_one
 from .notebook import setup
+from .paths import RESULTS_DIR
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m dynroute_lib repro", description=__doc__.split("\n\n")[0])
     ap.add_argument("--only", nargs="*", default=[], metavar="PRESET", help="rows to run (default: the suite)")
     ap.add_argument("--seeds", nargs="*", type=int, default=[], help="seeds to run (default: each row's)")
-    ap.add_argument("--results-root", default="", help="results root (default results/; this writes results/repro)")
+    ap.add_argument("--commit-results", action="store_true",
+                    help="write the tracked results/repro/ (default: the git-ignored results/_local/repro/)")
     ap.add_argument("--list", action="store_true", help="print the plan and which rows are done, then stop")
     ap.add_argument("--device", default="auto")
     a = ap.parse_args(argv)
     try:
         pairs = plan(a.only, a.seeds)
-        ctx = setup("repro", profile=PROFILE, device=a.device, results_root=a.results_root)
+        if a.commit_results:          # the explicit command that writes the committed copy (as `run --commit-results`)
+            os.environ["DYNROUTE_COMMIT_RESULTS"] = "1"
+        ctx = setup("repro", profile=PROFILE, device=a.device, results_root=str(RESULTS_DIR) if a.commit_results else "")
         if ctx.smoke:
             raise ValueError("DYNROUTE_SMOKE is set: the reproduction has no smoke mode (use `make smoke`)")
         for preset, seed in pairs:
