@@ -107,23 +107,25 @@ def test_eq56_pass_through_for_one_sample(executor):
         captured.update(x=xin, out=out, st=st)
         return out, st
 
-    def sparse(xin, live, live_idx, **kw):
-        out, st = orig_sparse(xin, live, live_idx, **kw)
-        captured.update(x=xin, out=out, st=st, idx=live_idx)
+    def sparse(xin, rows, live, ctx, **kw):
+        out, st = orig_sparse(xin, rows, live, ctx, **kw)
+        captured.update(x=xin, out=out, st=st, rows=rows)
         return out, st
     node.forward_dense, node.forward_sparse = dense, sparse
     with torch.no_grad():
         logits, aux = net(x)
-    st = captured["st"]
-    assert st.computed.tolist() == [False, True]
+    assert aux.states[(4, 1)].computed.tolist() == [False, True]
     keep = captured["out"]["keep"]
     if executor == "dense":
+        assert captured["st"].computed.tolist() == [False, True]
         torch.testing.assert_close(keep.value[0], captured["x"][0], rtol=0, atol=0)
         assert captured["out"]["up"].notdead.tolist() == [False, True]
-    else:
-        row = (keep.idx == 0).nonzero().item()
-        torch.testing.assert_close(keep.value[row], captured["x"][0], rtol=0, atol=0)
-        assert captured["out"]["up"].notdead.tolist() == [False, True]
+    else:                                                  # host bookkeeping: row bitmasks, (value, rows, scale)
+        assert captured["st"][1] == 0b10 and captured["rows"] == (0, 1)
+        value, rows, scale = next(part for part in keep.parts if 0 in part[1])
+        assert scale == 1.0
+        torch.testing.assert_close(value[rows.index(0)], captured["x"][0], rtol=0, atol=0)
+        assert captured["out"]["up"].notdead == 0b10
     torch.testing.assert_close(logits[1:2], ref1, rtol=0, atol=1e-5)
     assert aux.real_gflops[0] < aux.real_gflops[1]        # the skipped cell is not counted for sample 0
 

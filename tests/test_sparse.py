@@ -29,6 +29,7 @@ from dynroute_lib.routes import RouteMask, all_nodes, layer_scales, liveness, no
 
 TOL = 1e-5
 H, W = 64, 96
+BATCHING = ["batched", "per_image"]      # sparse_batching modes at batch > 1 (auto picks one by map size)
 SMALL = dict(base_channels=8, num_classes=5)
 
 
@@ -189,10 +190,12 @@ def test_special_masks_cover_dead_nodes_and_scales():
     assert by["all_closed"][1] == set() and len(by["all_closed"][0]) == L + 1   # pass-through chain on scale 0
 
 
-def test_sparse_matches_dense_mixed_forced_routes(raw):
+@pytest.mark.parametrize("batching", BATCHING)
+def test_sparse_matches_dense_mixed_forced_routes(raw, batching):
     masks = _special_masks(4) + _mixed_masks(raw.cfg, 6, seed=3)
     x = _images(len(masks), seed=2)
     raw.set_forced_route(masks)
+    raw.sparse_batching = batching
     try:
         lo, aux = _compare(raw, x)
         for b, m in enumerate(masks):                        # batch invariance: batch-N row == batch-1 run
@@ -207,26 +210,35 @@ def test_sparse_matches_dense_mixed_forced_routes(raw):
             _run(raw, x, "sparse")
     finally:
         raw.set_forced_route(None)
+        raw.sparse_batching = "auto"
 
 
-def test_channels_last_sparse_matches_contiguous(raw):
+@pytest.mark.parametrize("batching", BATCHING)
+def test_channels_last_sparse_matches_contiguous(raw, batching):
     """The sparse row ops keep channels_last (permuted index_select / cat / index_add); same numbers."""
     masks = _special_masks(4) + _mixed_masks(raw.cfg, 4, seed=8)
     x = _images(len(masks), seed=8)
     raw.set_forced_route(masks)
     try:
         ref, _ = _run(raw, x, "sparse")
+        raw.sparse_batching = batching
         raw.to(memory_format=torch.channels_last)
         lo, _ = _run(raw, x.contiguous(memory_format=torch.channels_last), "sparse")
         dense, _ = _run(raw, x.contiguous(memory_format=torch.channels_last), "dense")
     finally:
         raw.to(memory_format=torch.contiguous_format)
         raw.set_forced_route(None)
+        raw.sparse_batching = "auto"
     assert (lo - ref).abs().max().item() <= TOL and (lo - dense).abs().max().item() <= TOL
 
 
-def test_batch_invariance_learned_gates():
-    net = _calibrated(dataclasses.replace(get_preset("dynamic_raw_l16", **SMALL), num_layers=4), seed=4)
+@pytest.mark.parametrize("batching", BATCHING)
+@pytest.mark.parametrize("preset", ["dynamic_raw_l16", "dynamic_a"])
+def test_batch_invariance_learned_gates(batching, preset):
+    """Learned gates differ per sample (per-sample gate values: per-row scales in batched mode, folded or
+    carried scalars per image); the small gate of Dynamic-A takes the fast eval gate path."""
+    net = _calibrated(dataclasses.replace(get_preset(preset, **SMALL), num_layers=4), seed=4)
+    net.sparse_batching = batching
     x = _images(8, seed=5)
     _randomize_gates(net, seed=4, x=x)
     lo, aux = _compare(net, x)
@@ -241,9 +253,11 @@ def test_batch_invariance_learned_gates():
         assert aux1.real_gflops[0] == aux.real_gflops[b]
 
 
-def test_sparse_matches_dense_float32():
+@pytest.mark.parametrize("batching", BATCHING)
+def test_sparse_matches_dense_float32(batching):
     """float32, default backend: mixed forced routes, then learned gates; 1e-5 relative to the logit scale."""
     net = _calibrated(dataclasses.replace(get_preset("dynamic_raw_l16", **SMALL), num_layers=4), dtype=torch.float32)
+    net.sparse_batching = batching
     masks = _special_masks(4) + _mixed_masks(net.cfg, 4, seed=9)
     x = _images(len(masks), seed=9, dtype=torch.float32)
     net.set_forced_route(masks)
@@ -306,10 +320,10 @@ class _Counter:
             self.total += n * c * h * w
 
     def wrap(self, fn):
-        def transform(path, h):
+        def transform(path, h, *scale):
             if path == "keep":
                 self.total += h.numel()
-            return fn(path, h)
+            return fn(path, h, *scale)
         return transform
 
     def remove(self, net):
@@ -320,16 +334,19 @@ class _Counter:
                 del m.transform
 
 
-def test_executed_flops_equal_counted_flops(raw):
+@pytest.mark.parametrize("batching", BATCHING)
+def test_executed_flops_equal_counted_flops(raw, batching):
     masks = _special_masks(4) + _mixed_masks(raw.cfg, 4, seed=7)
     x = _images(len(masks), seed=3)
     raw.set_forced_route(masks)
+    raw.sparse_batching = batching
     counter = _Counter(raw)
     try:
         _, aux = _run(raw, x, "sparse")
     finally:
         counter.remove(raw)
         raw.set_forced_route(None)
+        raw.sparse_batching = "auto"
     for b, m in enumerate(masks):
         real, execd = _expected_from_mask(raw.cfg, m)
         assert aux.real_gflops[b].item() == pytest.approx(real, rel=1e-6), m.name
@@ -393,3 +410,130 @@ def test_random_routes_hit_target_keep_rate():
     assert keep_rate(RouteMask.full(16), cfg, 512, 1024) == 1.0
     assert routing_flops(RouteMask(16, {}), cfg, 512, 1024) == 0.0
     assert all(len(layer_scales(l)) for l in range(16))
+
+
+# ----------------------------------------------------------------------------- plain executor (speed reference)
+def test_plain_executor_is_the_all_open_network(raw):
+    """executor="plain" computes every node and path with no gate and no mask: bit-equal to the dense
+    executor on the all-open forced route, the route is ignored, and its FLOPs are the whole space's."""
+    x = _images(3, seed=12)
+    try:
+        raw.set_forced_route(RouteMask.full(4))
+        dense, aux_d = _run(raw, x, "dense")
+        plain, aux_p = _run(raw, x, "plain")
+        assert torch.equal(plain, dense)
+        assert torch.equal(aux_p.exec_gflops, aux_d.exec_gflops) and torch.equal(aux_p.real_gflops, aux_d.real_gflops)
+        raw.set_forced_route(_mixed_masks(raw.cfg, 3, seed=1))
+        assert torch.equal(_run(raw, x, "plain")[0], plain)
+    finally:
+        raw.set_forced_route(None)
+    gated, _ = _run(raw, x, "plain")                      # learned gates are not run either (no gate FLOPs)
+    assert torch.equal(gated, plain)
+
+
+def test_plain_executor_needs_every_path_built():
+    net = _calibrated(dataclasses.replace(get_preset("unet", **SMALL)))
+    with pytest.raises(ValueError, match="every node and path"):
+        _run(net, _images(1, seed=0), "plain")
+    net.executor = "nonsense"
+    with pytest.raises(ValueError, match="unknown executor"):
+        net(_images(1, seed=0))
+
+
+def test_auto_batching_loops_over_large_maps_with_per_sample_routes():
+    from dynroute_lib.model.net import PER_IMAGE_MIN_ELEMENTS
+    with torch.device("meta"):
+        net = build_model(get_preset("dynamic_raw_l16")).eval()
+        fixed = build_model(get_preset("fix_l16")).eval()
+    side = int((PER_IMAGE_MIN_ELEMENTS / 64) ** 0.5) * 4 + 32           # stem output just above the threshold
+    big, small = torch.empty(2, 3, side, side, device="meta"), torch.empty(2, 3, 64, 64, device="meta")
+    assert net._per_image(big) and not net._per_image(small) and not net._per_image(big[:1])
+    assert not fixed._per_image(big)                                     # one route for every sample
+    net.set_forced_route(RouteMask.full(16))
+    assert not net._per_image(big)
+    net.set_forced_route([RouteMask.full(16)] * 2)
+    assert net._per_image(big)
+    net.sparse_batching = "batched"
+    assert not net._per_image(big)
+    net.sparse_batching = "sideways"
+    with pytest.raises(ValueError, match="sparse_batching"):
+        net._per_image(big)
+
+
+# ----------------------------------------------------------------------------- fast eval gate
+def test_quarter_bilinear_equals_interpolate():
+    from dynroute_lib.model.gates import quarter_bilinear
+    for h, w in [(4, 4), (5, 7), (6, 9), (7, 11), (16, 24), (33, 35)]:
+        x = torch.randn(2, 3, h, w, dtype=torch.float64)
+        ref = torch.nn.functional.interpolate(x, scale_factor=0.25, mode="bilinear", align_corners=False)
+        out = quarter_bilinear(x)
+        assert out.shape == ref.shape and (out - ref).abs().max().item() <= 1e-12, (h, w)
+
+
+@pytest.mark.parametrize("kind", ["relu_tanh", "sigmoid", "softmax"])
+def test_fast_gate_matches_modules(kind):
+    """The eval fast path (BN folded, 1x1 convs as matmuls) equals the module path; cached folded weights
+    follow in-place weight updates and load_state_dict."""
+    from dynroute_lib.model.gates import make_gate, run_gate
+    g = make_gate(16, 3)
+    with torch.no_grad():
+        for m in g.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                m.running_mean.normal_()
+                m.running_var.uniform_(0.5, 2.0)
+                m.weight.normal_()
+                m.bias.normal_()
+    g = g.double().eval()
+    shapes = [(1, 16, 12, 20), (3, 16, 7, 9), (2, 16, 3, 5), (1, 16, 1, 1)]
+    for shape in shapes:
+        for cl in (False, True):
+            x = torch.randn(*shape, dtype=torch.float64)
+            x = x.contiguous(memory_format=torch.channels_last) if cl else x
+            for small in (False, True):
+                ref = run_gate(g, x, small, kind)                      # grad enabled: module path
+                with torch.inference_mode():
+                    fast = run_gate(g, x, small, kind)
+                assert (fast - ref).abs().max().item() <= 1e-12, (shape, cl, small)
+    x = torch.randn(2, 16, 12, 20, dtype=torch.float64)
+    with torch.inference_mode():
+        before = run_gate(g, x, True, kind)
+    with torch.no_grad():
+        g[0].weight.mul_(-1.0)                                        # in place: the cache must notice
+    with torch.inference_mode():
+        after = run_gate(g, x, True, kind)
+    assert (after - run_gate(g, x, True, kind)).abs().max().item() <= 1e-12
+    assert not torch.allclose(after, before)
+    g2 = make_gate(16, 3).double().eval()
+    g2.load_state_dict(g.state_dict())
+    with torch.inference_mode():
+        assert (run_gate(g2, x, True, kind) - after).abs().max().item() <= 1e-12
+
+
+# ----------------------------------------------------------------------------- the benchmark's plumbing
+def test_bench_cli_writes_local_results_and_one_json_line(tmp_path, capsys):
+    """Structure only (no timing assertions): every variant is timed each round, rows carry the quotient
+    against the plain network and its spread, the result is one JSON object on the last stdout line."""
+    import json
+
+    from dynroute_lib.bench import sparse as bench
+    assert bench.LOCAL_DIR.relative_to(bench.RESULTS_DIR).parts[0] == "_local"
+    out = tmp_path / "b"
+    code = bench.main(["--no-reexec", "--size", "64", "96", "--batches", "1", "2", "--rounds", "2",
+                       "--keep", "0.5", "--threads", "1", "--out", str(out), "--json"])
+    assert code == 0
+    obj = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    rows = obj["rows"]
+    assert [(r["batch"], r["case"]) for r in rows] == [(1, "keep50"), (2, "keep50")]
+    for r in rows:
+        assert len(r["sparse_times_s"]) == len(r["plain_times_s"]) == len(r["dense_times_s"]) == 2
+        assert r["sparse_ms_min"] <= r["sparse_ms"] <= r["sparse_ms_max"]
+        assert r["time_over_flops_rounds_min"] <= r["time_over_flops_rounds_max"]
+        assert 0 < r["flops_ratio"] < 1 and r["max_rel_diff"] <= 1e-5
+        assert r["time_over_flops"] == pytest.approx(r["time_ratio"] / r["flops_ratio"], rel=1e-3)
+    prov = obj["provenance"]
+    assert prov["torch_threads"] == 1 and len(prov["load_start"]) == 3 and prov["rounds"] == 2
+    assert {ref["batch"] for ref in obj["references"]} == {1, 2}
+    assert all(ref["plain_vs_masked_dense_max_abs_diff"] == 0.0 for ref in obj["references"])
+    for suffix in ("csv", "json", "md"):
+        assert (out / f"sparse_speed.{suffix}").is_file()
+    assert "| batch |" in (out / "sparse_speed.md").read_text()

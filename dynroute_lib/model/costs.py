@@ -13,6 +13,7 @@ the budget normaliser and the reported FLOPs can never refer to a different reso
 """
 from __future__ import annotations
 
+import struct
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -133,3 +134,57 @@ def route_costs(t: CostTable, states: dict, stages: torch.Tensor, num_layers: in
                 expected = expected + w * a[:, j] * t.trans[s][p]                  # Eq. 7, path terms
                 real = real + t.trans[s][p] * (comp & (a[:, j] > OFFICIAL_EPS))
     return expected, real, execd
+
+
+def host_route_costs(t: CostTable, records: list, stage_masks: dict, n_batch: int, num_layers: int, *,
+                     gated: bool, eps_path: float, device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """:func:`route_costs` from host records (the sparse and plain executors decide on the host).
+
+    ``records``: ``[((layer, scale), live mask, computed mask, alpha rows [N][n])]`` in ``all_nodes`` order,
+    ``stage_masks``: scale -> bitmask of the samples whose decoder stage ran. Real and executed FLOPs are
+    bit-identical to :func:`route_costs` (the same float64 operations in the same order; a unit cost times a
+    bool tensor is a float32 tensor there, so it is rounded to float32 here); the expected cost (not
+    differentiable in eval) is summed in float64.
+    """
+    L, f32 = num_layers, _f32
+    stages = torch.tensor([[bool(stage_masks[s] >> b & 1) for s in range(NUM_SCALES)] for b in range(n_batch)],
+                          device=device)
+    head = torch.tensor(t.head_true_stage, device=device, dtype=torch.float64)
+    execd = (t.stem + (stages.double() * head).sum(1)).tolist()
+    real = [t.stem + t.head_official] * n_batch
+    expected = [0.0] * n_batch
+    eps_c, off_c = f32(eps_path), f32(OFFICIAL_EPS)             # alpha is float32: compared in float32
+    for (layer, s), live, comp, alpha in records:
+        paths = node_paths(layer, s, L)
+        gate_f = t.gate[s][len(paths)] if gated else 0.0
+        gate32, cell32 = f32(gate_f), f32(t.cell[s])
+        trans = [(f32(t.trans[s][p]), t.trans[s][p]) for p in paths]
+        for b in range(n_batch):
+            lv, cp, a = live >> b & 1, comp >> b & 1, alpha[b]
+            execd[b] = execd[b] + (gate32 if lv else 0.0) + (cell32 if cp else 0.0)
+            if layer >= 0:
+                if cp:
+                    expected[b] += max(a) * t.cell[s]
+                real[b] = real[b] + gate_f + (cell32 if cp and _sum32(a) > off_c else 0.0)
+            for j, (tr32, tr) in enumerate(trans):
+                execd[b] = execd[b] + (tr32 if cp and a[j] > eps_c else 0.0)
+                if layer < L - 1:
+                    if cp:
+                        expected[b] += a[j] * tr
+                    real[b] = real[b] + (tr32 if cp and a[j] > off_c else 0.0)
+    f64 = dict(device=device, dtype=torch.float64)
+    return (torch.tensor(expected, device=device, dtype=torch.float32), torch.tensor(real, **f64),
+            torch.tensor(execd, **f64))
+
+
+def _f32(v: float) -> float:
+    """``v`` rounded to float32."""
+    return struct.unpack("f", struct.pack("f", v))[0]
+
+
+def _sum32(a: list[float]) -> float:
+    """Left-to-right float32 sum (the dense executor sums a node's float32 gates in float32)."""
+    acc = 0.0
+    for v in a:
+        acc = _f32(acc + v)
+    return acc

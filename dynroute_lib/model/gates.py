@@ -22,9 +22,30 @@ def gate_input(x: torch.Tensor, small: bool) -> torch.Tensor:
     if not small:
         return x
     h, w = x.shape[-2:]
-    if h >= 4 and w >= 4:
-        return F.interpolate(x, scale_factor=0.25, mode="bilinear", align_corners=False)
-    return F.interpolate(x, size=small_gate_hw(h, w), mode="bilinear", align_corners=False)
+    if h < 4 or w < 4:
+        return F.interpolate(x, size=small_gate_hw(h, w), mode="bilinear", align_corners=False)
+    if x.dim() == 4 and not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last):
+        return F.interpolate(x, scale_factor=0.25, mode="bilinear", align_corners=False)   # fast in this layout
+    return quarter_bilinear(x)
+
+
+def quarter_bilinear(x: torch.Tensor) -> torch.Tensor:
+    """``F.interpolate(x, scale_factor=0.25, mode="bilinear", align_corners=False)`` by strided sums.
+
+    At scale 1/4 output pixel i samples input coordinate 4i + 1.5, halfway between pixels 4i + 1 and 4i + 2
+    in both directions, so the result is the mean of that 2x2 block (equal up to float rounding). On
+    contiguous (NCHW) CPU tensors this is ~30x faster than the generic interpolation kernel, which would
+    otherwise cost a quarter of a cell at 512x1024.
+    """
+    return _quarter_sum(x).mul_(0.25)
+
+
+def _quarter_sum(x: torch.Tensor) -> torch.Tensor:
+    """4 x :func:`quarter_bilinear` (the sum of each 2x2 block at offsets 1 and 2)."""
+    h, w = x.shape[-2:]
+    m, n = 4 * (h // 4), 4 * (w // 4)
+    r = x[..., 1:m:4, :n] + x[..., 2:m:4, :n]
+    return r[..., 1::4] + r[..., 2::4]
 
 
 def small_gate_hw(h: int, w: int) -> tuple[int, int]:
@@ -43,4 +64,63 @@ def activate(logits: torch.Tensor, kind: str) -> torch.Tensor:
 
 
 def run_gate(gate: nn.Sequential, x: torch.Tensor, small: bool, kind: str) -> torch.Tensor:
+    """Gate activations [N, n]. Evaluation without autograd takes :func:`_fast_gate` (same function)."""
+    if not gate.training and not torch.is_grad_enabled() and not _hooked(gate):
+        return _fast_gate(gate, x, small, kind)
     return activate(gate(gate_input(x, small)).flatten(1), kind)
+
+
+def _hooked(gate: nn.Sequential) -> bool:
+    """Module hooks must see the module calls (e.g. FLOP counting by hooks): no fast path then."""
+    from torch.nn.modules import module as m
+    if m._global_forward_hooks or m._global_forward_pre_hooks or gate._forward_hooks or gate._forward_pre_hooks:
+        return True
+    return any(mod._forward_hooks or mod._forward_pre_hooks for mod in gate._modules.values())
+
+
+def _fast_gate(gate: nn.Sequential, x: torch.Tensor, small: bool, kind: str) -> torch.Tensor:
+    """The gate with its BN folded into the first 1x1 conv and both 1x1 convs as matrix products.
+
+    A gate is ~10 small ops on a small map; as modules, each 1x1 conv on a small or 1x1 map takes PyTorch's
+    slow convolution path and the pooling a generic reduction. Here: (the 2x2 sums of the small gate, with
+    their 1/4 folded into the weights), one batched matmul + bias, ReLU, mean, one linear, the activation.
+    Same function as the modules up to float rounding; the folded weights are cached per parameter version.
+    """
+    k = x.shape[0]
+    cl = x.dim() == 4 and not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last)
+    quarter = small and not cl and min(x.shape[-2:]) >= 4
+    w1, b1, w2, b2 = _folded(gate, x.dtype, x.device, 0.25 if quarter else 1.0)
+    xs = _quarter_sum(x) if quarter else gate_input(x, small)
+    if cl and xs.is_contiguous(memory_format=torch.channels_last):       # [k, hw, C] @ [C, C/2]
+        z = torch.matmul(xs.permute(0, 2, 3, 1).reshape(k, -1, xs.shape[1]), w1.t()).add_(b1)
+        pooled = z.relu_().mean(1)
+    else:                                                                # [C/2, C] @ [k, C, hw]
+        z = torch.matmul(w1, xs.reshape(k, xs.shape[1], -1)).add_(b1.view(-1, 1))
+        pooled = z.relu_().mean(2)
+    return activate(F.linear(pooled, w2, b2), kind)
+
+
+def _folded(gate: nn.Sequential, dtype: torch.dtype, device: torch.device, in_scale: float):
+    """(w1 [C/2, C], b1 [C/2], w2 [n, C/2], b2 [n]): BN folded into the first conv, times ``in_scale``.
+
+    Cached on the gate; the key holds every source tensor's identity, storage and version, so a weight
+    update (optimizer step, load_state_dict, .to()) or a replaced parameter recomputes it.
+    """
+    mods = gate._modules
+    conv, last = mods["0"], mods["2"]
+    bn = conv._modules["norm"]
+    tensors = (conv._parameters["weight"], bn._parameters["weight"], bn._parameters["bias"],
+               bn._buffers["running_mean"], bn._buffers["running_var"], last._parameters["weight"],
+               last._parameters["bias"])
+    key = (dtype, device, in_scale, bn.eps) + tuple((id(t), t.data_ptr(), t._version) for t in tensors)
+    cache = gate.__dict__.get("_fast_gate_cache")
+    if cache is not None and cache[0] == key:
+        return cache[1]
+    w, gamma, beta, mean, var, w2, b2 = tensors
+    with torch.no_grad():
+        inv = gamma / torch.sqrt(var + bn.eps)
+        w1 = w.flatten(1) * (inv * in_scale).view(-1, 1)
+        b1 = beta - mean * inv
+        folded = tuple(t.to(device=device, dtype=dtype).contiguous() for t in (w1, b1, w2.flatten(1), b2))
+    gate.__dict__["_fast_gate_cache"] = (key, folded)
+    return folded

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .layers import ConvNorm, upsample2
-from .node import Edge, sum_rows
+from .node import Edge, RowCtx, row_mask, sum_parts
 
 
 class Decoder(nn.Module):
@@ -42,31 +42,41 @@ class Decoder(nn.Module):
             stages[s] = exists.clone()
         return self._out(run), torch.stack([stages[s] for s in range(4)], 1)
 
-    def forward_sparse(self, feats: dict[int, Edge], n_batch: int, out_hw: tuple[int, int]):
-        """Per-sample sparse decoder: stage s runs on the samples whose running sum exists (one sync each).
+    def forward_plain(self, feats: list[torch.Tensor]) -> torch.Tensor:
+        """Every scale live for every sample: no masks (the plain all-open network)."""
+        run = None
+        for s in (3, 2, 1, 0):
+            y = self.layer_decoder_list[s](feats[s] if run is None else run + feats[s])
+            run = upsample2(y) if s > 0 else y
+        return self._out(run)
 
-        The running sum is the left operand, as in the dense decoder (summation rules: ``node.sum_rows``).
+    def forward_sparse(self, feats: dict, ctx: RowCtx):
+        """Per-sample sparse decoder (feats: scale -> SparseEdge of the last layer's keep outputs). Stage s runs
+        on the samples whose running sum exists (host bookkeeping: no sync). The running sum is the left
+        operand, as in the dense decoder (summation rules: ``node.sum_parts``).
+
+        Returns ``(run, stages)``: the stage-0 output as a ``(value, rows)`` pair (None: no sample has a
+        feature), and per scale the bitmask of samples whose stage exists (executed-FLOPs accounting).
         """
-        run_val, run_idx, stages = None, None, {}
-        dev = feats[0].notdead.device
-        exists = torch.zeros(n_batch, dtype=torch.bool, device=dev)
+        run, stages, exists = None, {}, 0
         for s in (3, 2, 1, 0):
             e = feats[s]
-            if e.value is not None:
-                exists[e.idx] = True
-            stages[s] = exists.clone()
-            uidx = exists.nonzero().squeeze(1)
-            if uidx.numel() == 0:
+            exists |= row_mask(e.value_rows())
+            stages[s] = exists
+            if not exists:
                 continue
-            acc = sum_rows(((run_val, run_idx), (e.value, e.idx)), uidx, n_batch)
+            rows = ctx.rows(exists)
+            acc = sum_parts(([run] if run is not None else []) + list(e.parts), rows, ctx)
             y = self.layer_decoder_list[s](acc)
-            run_val, run_idx = (upsample2(y) if s > 0 else y), uidx
-        stage_mask = torch.stack([stages[s] for s in range(4)], 1)
-        if run_val is not None and run_val.shape[0] == n_batch:     # every sample has a feature
-            return self._out(run_val), stage_mask
-        # samples with no feature at all (only possible for broken forced routes) get the bias only
-        logits = self.predictor.bias.view(1, -1, 1, 1).expand(n_batch, -1, *out_hw).clone()
-        if run_val is not None:
-            logits = logits.to(run_val.dtype)
-            logits[run_idx] = self._out(run_val)
-        return logits, stage_mask
+            run = ((upsample2(y) if s > 0 else y), rows, 1.0)
+        return (None if run is None else run[:2]), stages
+
+    def sparse_logits(self, run, n_batch: int, out_hw: tuple[int, int], dtype: torch.dtype) -> torch.Tensor:
+        """Logits from the stage-0 features of the rows that have one; a sample with no feature at all (only
+        possible for broken forced routes) gets the predictor bias only."""
+        if run is not None and len(run[1]) == n_batch:           # every sample has a feature
+            return self._out(run[0])
+        logits = self.predictor.bias.view(1, -1, 1, 1).expand(n_batch, -1, *out_hw).to(dtype).clone()
+        if run is not None:
+            logits[list(run[1])] = self._out(run[0])
+        return logits

@@ -19,11 +19,25 @@ class ConvNorm(nn.Conv2d):
         self.norm = nn.BatchNorm2d(cout) if norm else None
         self.relu = relu
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, scale: float | torch.Tensor | None = None) -> torch.Tensor:
+        """``scale`` (sparse executor: a gate value > 0, a Python float or a per-sample [N] tensor) multiplies
+        the output. A float is folded into the eval-mode BN affine (no extra pass over the map); ReLU commutes
+        with a positive factor, so relu(s * BN(z)) = s * relu(BN(z))."""
         x = super().forward(x)
-        if self.norm is not None:
-            x = self.norm(x)
-        return F.relu(x) if self.relu else x
+        norm = self.norm
+        if scale is not None and not isinstance(scale, torch.Tensor) and norm is not None and not norm.training \
+                and norm.affine and norm.track_running_stats:
+            x = F.batch_norm(x, norm.running_mean, norm.running_var, norm.weight * scale, norm.bias * scale,
+                             False, 0.0, norm.eps)
+            scale = None
+        elif norm is not None:
+            x = norm(x)
+        x = F.relu(x) if self.relu else x
+        if scale is None:
+            return x
+        if isinstance(scale, torch.Tensor):
+            return x.mul_(scale.to(x.dtype).view(-1, 1, 1, 1))
+        return x.mul_(scale)
 
 
 def dw3x3(c: int, stride: int = 1) -> ConvNorm:

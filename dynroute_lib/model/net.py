@@ -2,7 +2,8 @@
 
 ``forward(x) -> (logits, aux)``. Training: dense soft masks, every op on every sample (Sec. 3.1 of the spec).
 Eval: per-sample Eq. 5/6 semantics, executed sparsely (only live nodes/paths run; ``executor="dense"`` gives
-the masked dense reference). ``aux`` carries per-sample gates, the differentiable expected cost (Eq. 7-8,
+the masked dense reference; ``executor="plain"`` the all-open network without gates, the speed reference; the
+sparse and plain passes are ``model.sparse``). ``aux`` carries per-sample gates, the differentiable expected cost (Eq. 7-8,
 ``model.costs``) and per-sample real FLOPs (official accounting and executed); ``loss`` is Eq. 10
 (``model.budget``). Nodes (Eq. 1-6) are ``model.node``, the decoder ``model.head``.
 """
@@ -17,10 +18,14 @@ from ..routes.masks import RouteMask, liveness
 from ..routes.modeled import modeled_route
 from ..routes.space import all_nodes, incoming, layer_scales, node_key, node_paths
 from .budget import budget_loss, total_loss
-from .costs import cost_table, full_expected_flops, route_costs
+from .costs import cost_table, full_expected_flops, host_route_costs, route_costs
 from .head import Decoder
 from .layers import Stem, init_weights
-from .node import Edge, Node, NodeState, sum_rows
+from .node import Edge, Node, NodeState
+from .sparse import plain_forward, sparse_forward
+
+EXECUTORS = ("sparse", "dense", "plain")  # eval executors (training is always dense); docs/sparse_inference.md
+PER_IMAGE_MIN_ELEMENTS = 1 << 19          # sparse_batching="auto": loop over images from this stem output size
 
 
 @dataclass
@@ -56,9 +61,14 @@ class DynamicRoutingNet(nn.Module):
             for layer in range(L))
         self.sem_seg_head = Decoder(c0, cfg.num_classes)
         init_weights(self, cfg.gate_init_bias)
-        self.executor = "sparse"                # eval executor: "sparse" (default) or "dense" reference
+        self.executor = "sparse"                # eval executor: "sparse" (default), "dense" masked reference, or
+                                                # "plain" (all-open network, no gates: the speed reference)
         self.forced_route: RouteMask | None = None
         self._forced: dict = {}
+        self._forced_host: dict = {}
+        # sparse executor at batch > 1: "batched" (gather/scatter of row subsets), "per_image" (a loop of
+        # batch-1 passes: no row copies), or "auto" (per image when the maps are large, see _per_image)
+        self.sparse_batching = "auto"
 
     # ---- routes ---------------------------------------------------------------------------------------
     def node(self, layer: int, scale: int) -> Node | None:
@@ -73,7 +83,7 @@ class DynamicRoutingNet(nn.Module):
         batch (mixed routes; the batch passed to ``forward`` must then have exactly N samples).
         """
         if mask is None:
-            self.forced_route, self._forced = None, {}
+            self.forced_route, self._forced, self._forced_host = None, {}, {}
             return
         masks = list(mask) if isinstance(mask, (list, tuple)) else [mask]
         if not masks:
@@ -86,37 +96,65 @@ class DynamicRoutingNet(nn.Module):
             self._forced = {n: torch.tensor([m.paths[n] for m in masks], dtype=torch.float32) for n in masks[0].paths}
         else:
             self._forced = {n: torch.tensor(v, dtype=torch.float32) for n, v in mask.paths.items()}
+        # host copy for the sparse executor: node -> one tuple per sample (a single mask: one tuple for all)
+        self._forced_host = {n: [tuple(float(v) for v in m.paths[n]) for m in masks] for n in masks[0].paths}
 
     # ---- forward --------------------------------------------------------------------------------------
     def forward(self, x: torch.Tensor):
         n_batch, _, height, width = x.shape
         if height % 32 or width % 32:
             raise ValueError(f"input {height}x{width} must be padded to a multiple of 32 (use data.pad_to_multiple)")
-        sparse = not self.training and self.executor == "sparse"
-        strict = self.fixed or self.forced_route is not None
+        if self.executor not in EXECUTORS:
+            raise ValueError(f"unknown executor {self.executor!r}; valid: {', '.join(EXECUTORS)}")
+        if not self.training and self.executor in ("sparse", "plain"):
+            if self.executor == "plain":
+                logits = plain_forward(self, x)
+                everyone = (1 << n_batch) - 1
+                L = self.cfg.num_layers
+                recs = {n: (everyone, everyone, [[1.0] * len(node_paths(*n, L))] * n_batch) for n in all_nodes(L)}
+                return logits, self.routing_aux_host(recs, {s: everyone for s in range(4)}, n_batch, height, width,
+                                                     x.device, gated=False)
+            logits, recs, stages = sparse_forward(self, x, self._per_image(x))
+            return logits, self.routing_aux_host(recs, stages, n_batch, height, width, x.device)
+        strict = self.fixed or self.forced_route is not None       # dense: training, or the masked eval reference
         feat = self.backbone.stem(x)
         h0, w0 = feat.shape[-2:]
         ones = torch.ones(n_batch, dtype=torch.bool, device=x.device)
-        idx_all = torch.arange(n_batch, device=x.device) if sparse else None
-        prev = {0: self._run(-1, 0, [Edge(feat, idx_all, ones)], (n_batch, feat.shape[1], h0, w0), sparse, strict)}
+        prev = {0: self._run(-1, 0, [Edge(feat, None, ones)], (n_batch, feat.shape[1], h0, w0), strict)}
         states = {(-1, 0): prev[0][1]}
         for layer in range(self.cfg.num_layers):
             cur = {}
             for s in layer_scales(layer):
                 edges = [prev[s2][0][p] for _, s2, p in incoming(layer, s)]
                 shape = (n_batch, self.cfg.base_channels * 2 ** s, h0 >> s, w0 >> s)
-                cur[s] = self._run(layer, s, edges, shape, sparse, strict)
+                cur[s] = self._run(layer, s, edges, shape, strict)
                 states[(layer, s)] = cur[s][1]
             prev = cur
         feats = {s: prev[s][0]["keep"] for s in range(4)}
-        if sparse:
-            logits, stages = self.sem_seg_head.forward_sparse(feats, n_batch, (height, width))
-        else:
-            logits, stages = self.sem_seg_head.forward_dense(feats)
+        logits, stages = self.sem_seg_head.forward_dense(feats)
         return logits, self.routing_aux(states, stages, height, width)
 
-    def _run(self, layer, s, edges, shape, sparse, strict):
-        """Aggregate the inputs (Eq. 1) and run node (layer, s), or pass through if it is not built."""
+    def _per_image(self, x: torch.Tensor) -> bool:
+        """Whether the sparse executor runs a batch as a loop of batch-1 passes.
+
+        Batched execution gathers and scatters row subsets wherever the samples' routes differ: one copy of
+        the rows per op, which costs as much as a cheap op on large maps. A batch-1 pass copies nothing but
+        repeats the per-op overhead N times, which matters on small maps only. ``auto`` loops when the
+        stem output of one image has at least ``PER_IMAGE_MIN_ELEMENTS`` elements, unless every sample is known
+        to share one route (a single forced route, or a fixed route: no row subsets at all).
+        """
+        if self.sparse_batching not in ("auto", "batched", "per_image"):
+            raise ValueError(f"unknown sparse_batching {self.sparse_batching!r}; valid: auto, batched, per_image")
+        if x.shape[0] == 1 or self.sparse_batching == "batched":
+            return False
+        if self.sparse_batching == "per_image":
+            return True
+        if self.fixed or (self.forced_route is not None and not isinstance(self.forced_route, (list, tuple))):
+            return False
+        return self.cfg.base_channels * (x.shape[2] // 4) * (x.shape[3] // 4) >= PER_IMAGE_MIN_ELEMENTS
+
+    def _run(self, layer, s, edges, shape, strict):
+        """Dense executor: aggregate the inputs (Eq. 1) and run node (layer, s), or pass through if not built."""
         node = self.node(layer, s)
         eps = dict(eps_node=self.cfg.eps_node, eps_path=self.cfg.eps_path, strict=strict)
         forced = self._forced.get((layer, s))
@@ -129,17 +167,6 @@ class DynamicRoutingNet(nn.Module):
             forced = forced.to(live.device)
             if forced.dim() == 2 and forced.shape[0] != shape[0]:
                 raise ValueError(f"{forced.shape[0]} per-sample route masks forced, batch has {shape[0]} samples")
-        if sparse:
-            live_idx = live.nonzero().squeeze(1)             # host sync 1 of this node
-            if live_idx.numel() == 0:
-                dead = Edge(None, None, live)
-                return {p: dead for p in node_paths(layer, s, self.cfg.num_layers)}, self._idle(live, n_paths)
-            x = _gather(edges, live, live_idx, shape, dtype)
-            if node is None:
-                return self._pass_through(layer, s, Edge(x, live_idx, live)), self._idle(live, n_paths)
-            if forced is not None and forced.dim() == 2 and live_idx.numel() < shape[0]:
-                forced = forced.index_select(0, live_idx)
-            return node.forward_sparse(x, live, live_idx, forced=forced, **eps)
         vals = [e.value for e in edges if e.value is not None]
         x = vals[0] if vals else torch.zeros(shape, dtype=dtype, device=live.device)
         for v in vals[1:]:
@@ -176,6 +203,26 @@ class DynamicRoutingNet(nn.Module):
         return RoutingAux(gates, expected / 1e9, full_expected_flops(t, self.cfg.num_layers) / 1e9,
                           (real / 1e9).float(), (execd / 1e9).float(), states, (height, width))
 
+    def routing_aux_host(self, recs: dict, stage_masks: dict, n_batch: int, height: int, width: int, device,
+                         gated: bool | None = None) -> RoutingAux:
+        """``RoutingAux`` from host records ``node -> (live mask, computed mask, alpha rows)`` and per-scale
+        decoder stage bitmasks (sparse and plain executors: their routing decisions are on the host already;
+        costs: ``model.costs.host_route_costs``, bit-identical real/executed FLOPs to ``routing_aux``)."""
+        t, L = self.cost_table(height, width), self.cfg.num_layers
+        gated = (not self.fixed and self.forced_route is None) if gated is None else gated
+        order = [n for n in all_nodes(L) if n in recs]
+        expected, real, execd = host_route_costs(t, [(n, *recs[n]) for n in order], stage_masks, n_batch, L,
+                                                 gated=gated, eps_path=self.cfg.eps_path, device=device)
+        sizes = [len(node_paths(*n, L)) for n in order]
+        flat = torch.tensor([v for n in order for row in recs[n][2] for v in row], dtype=torch.float32, device=device)
+        alphas = [a.view(n_batch, k) for a, k in zip(flat.split([n_batch * k for k in sizes]), sizes)]
+        masks = torch.tensor([[bool(recs[n][i] >> b & 1) for b in range(n_batch)] for n in order for i in (0, 1)],
+                             dtype=torch.bool, device=device).view(len(order), 2, n_batch)
+        states = {n: NodeState(a, m[0], m[1]) for n, a, m in zip(order, alphas, masks.unbind(0))}
+        gates = {node_key(*n): st.alpha for n, st in states.items()}
+        return RoutingAux(gates, expected / 1e9, full_expected_flops(t, L) / 1e9, (real / 1e9).float(),
+                          (execd / 1e9).float(), states, (height, width))
+
     # ---- losses ---------------------------------------------------------------------------------------
     def budget_loss(self, aux: RoutingAux, budget_w: float) -> torch.Tensor:
         """lambda_2 * w * (mean_b E_b / C - mu)^2 (Eq. 9-10); ``budget_w`` = w(t) of the training schedule."""
@@ -184,18 +231,6 @@ class DynamicRoutingNet(nn.Module):
     def loss(self, logits, target, aux: RoutingAux, budget_w: float, ignore_index: int = 255) -> dict:
         """Eq. 10: cross-entropy + budget term; ``budget_w`` = ``engine.schedule.budget_weight_at(t / T)``."""
         return total_loss(logits, target, self.budget_loss(aux, budget_w), ignore_index)
-
-
-def _gather(edges: list[Edge], live: torch.Tensor, live_idx: torch.Tensor, shape,
-            dtype: torch.dtype = torch.float32) -> torch.Tensor:
-    """Sum the incoming edges into a tensor holding only the input-live rows (official order down, keep, up).
-
-    Summation rules: ``node.sum_rows``.
-    """
-    x = sum_rows(((e.value, e.idx) for e in edges), live_idx, live.shape[0])
-    if x is None:
-        return torch.zeros((live_idx.numel(),) + tuple(shape[1:]), dtype=dtype, device=live.device)
-    return x
 
 
 def resolve_route(cfg) -> RouteMask:

@@ -14,6 +14,7 @@ nothing but keep the receiver input-live (official batch-1 behaviour). Dense edg
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 import torch
 import torch.nn.functional as F
@@ -24,84 +25,121 @@ from .gates import make_gate, run_gate
 from .layers import make_cell_op, make_down, make_up, upsample2
 
 
-# ---- batch-row ops of the sparse executor that keep the memory format (channels_last stays channels_last) --
+# ---- sparse executor: host-side row bookkeeping --------------------------------------------------------------
+# Which batch rows carry a tensor is decided on the host: forced and fixed routes are host constants, learned
+# gates are copied to the host once per node (the one device->host sync of a node). Row sets are Python
+# tuples and bitmasks; device index tensors are made only where a strict subset of rows is gathered or
+# scattered, and cached per forward pass.
+class RowCtx:
+    """Per-forward cache of device index tensors for row tuples."""
+
+    def __init__(self, n_batch: int, device: torch.device):
+        self.n_batch, self.device, self._index = n_batch, device, {}
+
+    def index(self, rows: tuple[int, ...]) -> torch.Tensor:
+        t = self._index.get(rows)
+        if t is None:
+            t = self._index[rows] = torch.tensor(rows, dtype=torch.long, device=self.device)
+        return t
+
+    def rows(self, mask: int) -> tuple[int, ...]:
+        """Batch rows of a bitmask, ascending."""
+        return tuple(b for b in range(self.n_batch) if mask >> b & 1)
+
+
+def row_mask(rows) -> int:
+    m = 0
+    for b in rows:
+        m |= 1 << b
+    return m
+
+
 def _cl(t: torch.Tensor) -> bool:
     return t.dim() == 4 and not t.is_contiguous() and t.is_contiguous(memory_format=torch.channels_last)
 
 
 def take_rows(x: torch.Tensor, loc: torch.Tensor) -> torch.Tensor:
-    """``x[loc]`` along the batch dimension (index_select)."""
+    """``x[loc]`` along the batch dimension (index_select); channels_last stays channels_last."""
     if _cl(x):
         return x.permute(0, 2, 3, 1).index_select(0, loc).permute(0, 3, 1, 2)
     return x.index_select(0, loc)
 
 
-def cat_rows(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    if _cl(a) and _cl(b):
-        return torch.cat([a.permute(0, 2, 3, 1), b.permute(0, 2, 3, 1)]).permute(0, 3, 1, 2)
-    return torch.cat([a, b])
-
-
-def place_rows(v: torch.Tensor, pos: torch.Tensor, k: int) -> torch.Tensor:
-    """A ``k``-row buffer holding ``v`` at rows ``pos`` (distinct) and zeros elsewhere.
-
-    One index_copy pass, plus a memset of the uncovered rows only (cheaper than a zero fill of the whole
-    buffer followed by index_add; 0 + v == v, so the numbers are the same).
-    """
+def _empty_like_rows(v: torch.Tensor, k: int) -> torch.Tensor:
     n, c, h, w = v.shape
-    cl = _cl(v)
-    buf = v.new_empty((k, h, w, c)).permute(0, 3, 1, 2) if cl else v.new_empty((k, c, h, w))
-    if cl:
-        buf.permute(0, 2, 3, 1).index_copy_(0, pos, v.permute(0, 2, 3, 1))
+    return v.new_empty((k, h, w, c)).permute(0, 3, 1, 2) if _cl(v) else v.new_empty((k, c, h, w))
+
+
+def _index_rows_(buf: torch.Tensor, pos: torch.Tensor, v: torch.Tensor, add: bool, alpha: float = 1.0) -> None:
+    """``buf[pos] = v`` (index_copy) or ``buf[pos] += alpha * v`` (index_add), rows ``pos`` distinct."""
+    if _cl(buf) and _cl(v):
+        buf, v = buf.permute(0, 2, 3, 1), v.permute(0, 2, 3, 1)
+    if add:
+        buf.index_add_(0, pos, v, alpha=alpha)
     else:
         buf.index_copy_(0, pos, v)
-    if n < k:                          # zero the uncovered rows in one op (no Python loop over the batch)
-        uncovered = torch.ones(k, dtype=torch.bool, device=v.device)
-        uncovered[pos] = False
-        buf.index_fill_(0, uncovered.nonzero().squeeze(1), 0)
-    return buf
 
 
-def add_rows_(buf: torch.Tensor, pos: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-    """``buf[pos] += v`` in place (index_add, rows ``pos`` distinct)."""
-    if _cl(buf) and _cl(v):
-        buf.permute(0, 2, 3, 1).index_add_(0, pos, v.permute(0, 2, 3, 1))
-    else:
-        buf.index_add_(0, pos, v)
-    return buf
+def sum_parts(parts, rows: tuple[int, ...], ctx: RowCtx) -> torch.Tensor | None:
+    """Sum of ``(value, value_rows, scale)`` parts into a tensor holding the batch rows ``rows`` (None: no part).
 
-
-def sum_rows(parts, rows: torch.Tensor, n_batch: int) -> torch.Tensor | None:
-    """Sum of ``(value, idx)`` parts into a tensor holding the batch rows ``rows`` only (None: no part).
-
-    A part that covers exactly ``rows``, in order, is added directly (no copy: the dense executor's arithmetic,
-    left to right); any other is scattered into an owned buffer (index_copy first, then index_add). Parts with
-    no value or no rows are left out. Shared by the node input aggregation (Eq. 1) and the sparse decoder.
+    A part stands for ``scale * value`` on the batch rows ``value_rows``. The sum starts from a part that
+    covers ``rows`` exactly with scale 1 when there is one (no copy, no multiply; with every part like that,
+    the dense executor's left-to-right arithmetic); further covering parts are added with ``add(alpha=scale)``
+    (the gate product fused into the sum), other parts are scattered by index_copy / index_add. Shared by
+    the node input aggregation (Eq. 1) and the sparse decoder.
     """
-    k = rows.numel()
-    acc, owned, pos = None, False, None
-    for val, idx in parts:
-        if val is None or not val.shape[0]:
-            continue
-        if val.shape[0] == k and (idx is rows or torch.equal(idx, rows)):
+    parts = [p for p in parts if p[1]]
+    if not parts:
+        return None
+    first = next((i for i, (_, r, sc) in enumerate(parts) if sc == 1.0 and r == rows), 0)
+    if first:
+        parts.insert(0, parts.pop(first))
+    k = len(rows)
+    acc, owned, where = None, False, None
+    for val, r, sc in parts:
+        if r == rows:
             if acc is None:
-                acc = val
+                acc, owned = (val, False) if sc == 1.0 else (val * sc, True)
             elif owned:
-                acc.add_(val)
+                acc.add_(val, alpha=sc)
             else:
-                acc, owned = acc + val, True
+                acc, owned = torch.add(acc, val, alpha=sc), True
             continue
-        if pos is None:
-            pos = torch.full((n_batch,), -1, dtype=torch.long, device=rows.device)
-            pos[rows] = torch.arange(k, device=rows.device)
+        if where is None:
+            where = {b: i for i, b in enumerate(rows)}
+        pos_t = tuple(where[b] for b in r)
+        pos = ctx.index(pos_t)
         if acc is None:
-            acc = place_rows(val, pos[idx], k)
+            acc = _empty_like_rows(val, k)
+            if sc == 1.0:                  # copy the rows, zero only the uncovered ones
+                _index_rows_(acc, pos, val, add=False)
+                covered = set(pos_t)
+                uncovered = tuple(i for i in range(k) if i not in covered)
+                if uncovered:
+                    acc.index_fill_(0, ctx.index(uncovered), 0)
+            else:
+                acc.zero_()
+                _index_rows_(acc, pos, val, add=True, alpha=sc)
         else:
             if not owned:
                 acc = acc.clone()
-            add_rows_(acc, pos[idx], val)
+            _index_rows_(acc, pos, val, add=True, alpha=sc)
         owned = True
     return acc
+
+
+@dataclass
+class SparseEdge:
+    """An edge of the sparse executor. ``parts``: ``(value, rows, scale)`` with ``value`` [len(rows), C, h, w]
+    standing for ``scale * value`` on the batch rows ``rows`` (live and pass-through samples); ``notdead``:
+    bitmask over the batch, which also includes *zero* edges (computed sender, closed path: no tensor, but
+    the receiver stays input-live, official batch-1 behaviour)."""
+    parts: list
+    notdead: int
+
+    def value_rows(self) -> tuple[int, ...]:
+        return tuple(b for _, r, _ in self.parts for b in r)
 
 
 @dataclass
@@ -133,6 +171,7 @@ class Node(nn.Module):
         # Closed paths of a fixed route are not built at all (real savings in params and FLOPs).
         self.res_up = make_up(c) if is_open.get("up") else None
         self.res_down = make_down(c) if is_open.get("down") else None
+        self.fixed_gates = tuple(float(v) for v in open_paths) if fixed else None   # host copy (sparse executor)
         if fixed:
             self.gate_conv_beta = None
             self.register_buffer("gate_weights_beta", torch.tensor(open_paths, dtype=torch.float32).view(1, -1, 1, 1))
@@ -159,12 +198,18 @@ class Node(nn.Module):
             h = h * mask / keep
         return h + x
 
-    def transform(self, path: str, h: torch.Tensor) -> torch.Tensor:
+    def transform(self, path: str, h: torch.Tensor, scale: float | torch.Tensor | None = None) -> torch.Tensor:
+        """T_path(H); times ``scale`` (gate values > 0: a float, or one per sample) when given. On up/down
+        paths a float scale is folded into the BN affine, a per-sample one multiplies the low-resolution map
+        before the x2 upsampling (bilinear interpolation is linear)."""
         if path == "keep":
-            return F.relu(h)
-        if path == "up":
-            return upsample2(self.res_up(h))
-        return self.res_down(h)
+            y = F.relu(h)
+            if scale is None:
+                return y
+            return y.mul_(scale.to(y.dtype).view(-1, 1, 1, 1) if isinstance(scale, torch.Tensor) else scale)
+        seq = self.res_up if path == "up" else self.res_down
+        y = seq(h) if scale is None else seq[1](seq[0](h), scale=scale)
+        return upsample2(y) if path == "up" else y
 
     def has_module(self, path: str) -> bool:
         return path == "keep" or (self.res_up if path == "up" else self.res_down) is not None
@@ -197,60 +242,82 @@ class Node(nn.Module):
             out[p] = Edge(y, None, notdead)
         return out, NodeState(a, live, computed)
 
+    # ---- plain executor (the all-open network) ----------------------------------------------------------
+    def forward_plain(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Every path of the node on every sample, no gate and no mask: T_j(O(X) + X) for each path j."""
+        h = self.hidden(x)
+        return {p: self.transform(p, h) for p in self.paths}
+
     # ---- sparse executor (eval) ---------------------------------------------------------------------
-    def forward_sparse(self, x: torch.Tensor, live: torch.Tensor, live_idx: torch.Tensor, *, forced=None,
+    def forward_sparse(self, x: torch.Tensor, rows: tuple[int, ...], live: int, ctx: RowCtx, *, forced=None,
                        eps_node: float = 1e-4, eps_path: float = 1e-4, strict: bool = False):
-        """x: aggregated input of the input-live rows ``live_idx`` only ([k, C, h, w], k >= 1).
+        """x: aggregated input of the input-live batch rows ``rows`` only ([k, C, h, w], k >= 1; ``live`` is
+        their bitmask). ``forced``: one host tuple of 0/1 gate constants per row, or None.
 
-        The gate decisions of the k rows are copied to the host once (one sync); sub-batches are then
-        formed with index_select only when a path or the cell serves a strict subset of the rows, and the
-        alpha scaling is skipped when every selected alpha is exactly 1 (forced routes, fixed routes).
+        Returns ``({path: SparseEdge}, (alpha, computed))``: the thresholded gates of the k rows (host lists)
+        and the bitmask of computed rows. The gate decisions are made on the host (learned gates: one copy
+        to the host); sub-batches are gathered only when a path or the cell serves a strict subset of the
+        rows. A gate value other than 1 is applied without an extra pass where possible: folded into the
+        transform's BN (up/down) or carried by the edge into the receiver's sum (keep).
         """
-        n_batch, k, dev = live.shape[0], x.shape[0], x.device
-        n = len(self.paths)
-        a = self.gates(x, forced)
-        a = torch.where(a > eps_path, a, torch.zeros_like(a))
-        resid = a.sum(1) < eps_node
-        dec = torch.cat([a, (a > eps_path).to(a.dtype), resid.unsqueeze(1).to(a.dtype)], 1).cpu().tolist()
-        full = k == n_batch                                  # live_idx == arange(N)
-        a_full = a.float() if full else a.new_zeros(n_batch, n, dtype=torch.float32).index_copy_(0, live_idx, a.float())
-        comp = [i for i in range(k) if not dec[i][2 * n]]
-        res = [i for i in range(k) if dec[i][2 * n]]
-
-        def rows(sel: list[int]) -> torch.Tensor:
-            return torch.tensor(sel, dtype=torch.long, device=dev)
-
-        if len(comp) == k:
-            xc, comp_idx, computed = x, live_idx, live.clone()
-        elif comp:
-            loc = rows(comp)
-            xc, comp_idx = take_rows(x, loc), live_idx.index_select(0, loc)
-            computed = torch.zeros_like(live).index_fill_(0, comp_idx, True)
+        k, dev = len(rows), x.device
+        if forced is not None:
+            a = [[float(v) for v in f] for f in forced]
+        elif self.gate_conv_beta is None:
+            a = [list(self.fixed_gates) for _ in range(k)]
         else:
-            xc, comp_idx, computed = None, None, torch.zeros_like(live)
+            a_t = self.gates(x)
+            if eps_path < eps_node:      # borderline sums: decide on the device, exactly as the dense executor
+                a_t = torch.where(a_t > eps_path, a_t, torch.zeros_like(a_t))
+                a_t = torch.cat([a_t, (a_t.sum(1, keepdim=True) < eps_node).to(a_t.dtype)], 1)
+            a = a_t.tolist()                                     # the node's one device -> host sync
+        ep = _in_dtype(eps_path, x.dtype)                        # compared as the dense executor does
+        if forced is None and self.gate_conv_beta is not None and eps_path < eps_node:
+            resid = [bool(r.pop()) for r in a]
+            a = [[v if v > ep else 0.0 for v in r] for r in a]
+        else:
+            a = [[v if v > ep else 0.0 for v in r] for r in a]
+            resid = [not any(r) for r in a]                  # sum < eps_node <=> no path left (eps_path >= eps_node)
+        comp = [i for i in range(k) if not resid[i]]
+        res = [i for i in range(k) if resid[i]]
+        comp_rows = tuple(rows[i] for i in comp)
+        computed = row_mask(comp_rows)
+        if len(comp) == k:
+            xc = x
+        elif comp:
+            xc = take_rows(x, ctx.index(tuple(comp)))
         h = self.hidden(xc) if comp else None
         out = {}
         for j, p in enumerate(self.paths):
-            sel = [q for q, i in enumerate(comp) if dec[i][n + j]]
-            whole = len(sel) == len(comp)
-            loc = None if whole else rows(sel)
-            idx = (comp_idx if whole else comp_idx.index_select(0, loc)) if sel else None
-            val = None
+            sel = [q for q, i in enumerate(comp) if a[i][j] > 0.0]
+            sel_rows = tuple(comp_rows[q] for q in sel)
+            parts = []
             if sel and self.has_module(p):
-                val = self.transform(p, h if whole else take_rows(h, loc))
-                if any(dec[comp[q]][j] != 1.0 for q in sel):     # alpha * T(H), in place on the fresh output
-                    aj = a[:, j] if len(comp) == k else a[:, j].index_select(0, rows(comp))
-                    val = val.mul_((aj if whole else aj.index_select(0, loc)).view(-1, 1, 1, 1))
-            sent = torch.zeros_like(live) if idx is None else torch.zeros_like(live).index_fill_(0, idx, True)
+                hs = h if len(sel) == len(comp) else take_rows(h, ctx.index(tuple(sel)))
+                al = [a[comp[q]][j] for q in sel]
+                if all(v == 1.0 for v in al):
+                    scale = None
+                elif all(v == al[0] for v in al):
+                    scale = al[0]
+                else:
+                    scale = torch.tensor(al, dtype=hs.dtype, device=dev)
+                if p == "keep" and not isinstance(scale, torch.Tensor):   # alpha rides on the edge
+                    parts.append((self.transform(p, hs), sel_rows, 1.0 if scale is None else scale))
+                else:
+                    parts.append((self.transform(p, hs, scale), sel_rows, 1.0))
+            sent = row_mask(sel_rows)
             if p == "keep":
                 if res:                                      # skipped samples pass X through
-                    rl = rows(res)
-                    xr = x if len(res) == k else take_rows(x, rl)
-                    ridx = live_idx if len(res) == k else live_idx.index_select(0, rl)
-                    val = xr if val is None else cat_rows(xr, val)
-                    idx = ridx if idx is None else torch.cat([ridx, idx])
+                    xr = x if len(res) == k else take_rows(x, ctx.index(tuple(res)))
+                    parts.insert(0, (xr, tuple(rows[i] for i in res), 1.0))
                 notdead = (live & ~computed) | sent if strict else live
             else:
                 notdead = sent if strict else computed
-            out[p] = Edge(val, idx if val is not None else None, notdead)
-        return out, NodeState(a_full, live, computed)
+            out[p] = SparseEdge(parts, notdead)
+        return out, (a, computed)
+
+
+@lru_cache(maxsize=None)
+def _in_dtype(v: float, dtype: torch.dtype) -> float:
+    """``v`` rounded to ``dtype``: torch compares a tensor with a Python scalar in the tensor's dtype."""
+    return torch.tensor(v, dtype=dtype).item() if dtype != torch.float64 else v
