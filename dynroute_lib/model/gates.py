@@ -91,11 +91,15 @@ def _fast_gate(gate: nn.Sequential, x: torch.Tensor, small: bool, kind: str) -> 
     quarter = small and not cl and min(x.shape[-2:]) >= 4
     w1, b1, w2, b2 = _folded(gate, x.dtype, x.device, 0.25 if quarter else 1.0)
     xs = _quarter_sum(x) if quarter else gate_input(x, small)
-    if cl and xs.is_contiguous(memory_format=torch.channels_last):       # [k, hw, C] @ [C, C/2]
-        z = torch.matmul(xs.permute(0, 2, 3, 1).reshape(k, -1, xs.shape[1]), w1.t()).add_(b1)
-        pooled = z.relu_().mean(1)
+    c = xs.shape[1]
+    if cl and xs.is_contiguous(memory_format=torch.channels_last):       # [k hw, C] @ [C, C/2]: one GEMM
+        z = torch.addmm(b1, xs.permute(0, 2, 3, 1).reshape(-1, c), w1.t())
+        pooled = z.relu_().view(k, -1, z.shape[1]).mean(1)
+    elif k == 1:                                                         # [C/2, C] @ [C, hw]: one GEMM
+        z = torch.addmm(b1.view(-1, 1), w1, xs.reshape(c, -1))
+        pooled = z.relu_().mean(1).view(1, -1)
     else:                                                                # [C/2, C] @ [k, C, hw]
-        z = torch.matmul(w1, xs.reshape(k, xs.shape[1], -1)).add_(b1.view(-1, 1))
+        z = torch.matmul(w1, xs.reshape(k, c, -1)).add_(b1.view(-1, 1))
         pooled = z.relu_().mean(2)
     return activate(F.linear(pooled, w2, b2), kind)
 
