@@ -65,9 +65,45 @@ def activate(logits: torch.Tensor, kind: str) -> torch.Tensor:
 
 def run_gate(gate: nn.Sequential, x: torch.Tensor, small: bool, kind: str) -> torch.Tensor:
     """Gate activations [N, n]. Evaluation without autograd takes :func:`_fast_gate` (same function)."""
-    if not gate.training and not torch.is_grad_enabled() and not _hooked(gate):
+    if fast_gate_ok(gate):
         return _fast_gate(gate, x, small, kind)
     return activate(gate(gate_input(x, small)).flatten(1), kind)
+
+
+def fast_gate_ok(gate: nn.Sequential) -> bool:
+    """The eval fast path applies: eval mode, no autograd, no module hooks."""
+    return not gate.training and not torch.is_grad_enabled() and not _hooked(gate)
+
+
+def gates_of_layer(gates: list[nn.Sequential], xs: list[torch.Tensor], small: bool, kind: str) -> list[list]:
+    """Host gate activations of several nodes whose inputs hold the same batch rows (one layer of the sparse
+    executor; every gate :func:`fast_gate_ok`): the pooled features of each gate, then one block-diagonal
+    linear, one activation and one copy to the host for all of them (instead of one of each per node).
+    Returns, per gate, the rows of its activations; the same numbers as :func:`run_gate` up to rounding.
+    """
+    pooled, heads = [], []
+    for g, x in zip(gates, xs):
+        p, w2, b2 = _fast_pooled(g, x, small)
+        pooled.append(p)
+        heads.append((w2, b2))
+    w, b = _block_head(gates[0], heads)
+    out = activate(F.linear(torch.cat(pooled, 1), w, b), kind).tolist()
+    split, j = [], 0
+    for w2, _ in heads:
+        split.append([r[j:j + w2.shape[0]] for r in out])
+        j += w2.shape[0]
+    return split
+
+
+def _block_head(owner: nn.Sequential, heads: list) -> tuple[torch.Tensor, torch.Tensor]:
+    """Block-diagonal weight and concatenated bias of several gates' last layers (cached on ``owner``)."""
+    key = tuple((id(w), id(b), w.data_ptr(), b.data_ptr()) for w, b in heads)
+    cache = owner.__dict__.setdefault("_block_head_cache", {})
+    if key not in cache:
+        if len(cache) > 64:
+            cache.clear()
+        cache[key] = (torch.block_diag(*[w for w, _ in heads]), torch.cat([b for _, b in heads]))
+    return cache[key]
 
 
 def _hooked(gate: nn.Sequential) -> bool:
@@ -83,9 +119,15 @@ def _fast_gate(gate: nn.Sequential, x: torch.Tensor, small: bool, kind: str) -> 
 
     A gate is ~10 small ops on a small map; as modules, each 1x1 conv on a small or 1x1 map takes PyTorch's
     slow convolution path and the pooling a generic reduction. Here: (the 2x2 sums of the small gate, with
-    their 1/4 folded into the weights), one batched matmul + bias, ReLU, mean, one linear, the activation.
-    Same function as the modules up to float rounding; the folded weights are cached per parameter version.
+    their 1/4 folded into the weights), one GEMM + bias, ReLU, mean, one linear, the activation. Same
+    function as the modules up to float rounding; the folded weights are cached per parameter version.
     """
+    pooled, w2, b2 = _fast_pooled(gate, x, small)
+    return activate(F.linear(pooled, w2, b2), kind)
+
+
+def _fast_pooled(gate: nn.Sequential, x: torch.Tensor, small: bool):
+    """``(pooled [k, C/2], w2, b2)``: the gate up to its last 1x1 conv (= linear w2, b2), see _fast_gate."""
     k = x.shape[0]
     cl = x.dim() == 4 and not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last)
     quarter = small and not cl and min(x.shape[-2:]) >= 4
@@ -101,7 +143,7 @@ def _fast_gate(gate: nn.Sequential, x: torch.Tensor, small: bool, kind: str) -> 
     else:                                                                # [C/2, C] @ [k, C, hw]
         z = torch.matmul(w1, xs.reshape(k, c, -1)).add_(b1.view(-1, 1))
         pooled = z.relu_().mean(2)
-    return activate(F.linear(pooled, w2, b2), kind)
+    return pooled, w2, b2
 
 
 def _folded(gate: nn.Sequential, dtype: torch.dtype, device: torch.device, in_scale: float):

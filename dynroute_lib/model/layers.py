@@ -27,8 +27,8 @@ class ConvNorm(nn.Conv2d):
         norm = self.norm
         if scale is not None and not isinstance(scale, torch.Tensor) and norm is not None and not norm.training \
                 and norm.affine and norm.track_running_stats:
-            x = F.batch_norm(x, norm.running_mean, norm.running_var, norm.weight * scale, norm.bias * scale,
-                             False, 0.0, norm.eps)
+            wb = torch.stack([norm.weight, norm.bias]).mul_(scale)     # one scaling op for weight and bias
+            x = F.batch_norm(x, norm.running_mean, norm.running_var, wb[0], wb[1], False, 0.0, norm.eps)
             scale = None
         elif norm is not None:
             x = norm(x)

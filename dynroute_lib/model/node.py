@@ -250,9 +250,10 @@ class Node(nn.Module):
 
     # ---- sparse executor (eval) ---------------------------------------------------------------------
     def forward_sparse(self, x: torch.Tensor, rows: tuple[int, ...], live: int, ctx: RowCtx, *, forced=None,
-                       eps_node: float = 1e-4, eps_path: float = 1e-4, strict: bool = False):
+                       gate_rows=None, eps_node: float = 1e-4, eps_path: float = 1e-4, strict: bool = False):
         """x: aggregated input of the input-live batch rows ``rows`` only ([k, C, h, w], k >= 1; ``live`` is
-        their bitmask). ``forced``: one host tuple of 0/1 gate constants per row, or None.
+        their bitmask). ``forced``: one host tuple of 0/1 gate constants per row, or None. ``gate_rows``: the
+        learned gates of the k rows already on the host (computed for a whole layer at once), or None.
 
         Returns ``({path: SparseEdge}, (alpha, computed))``: the thresholded gates of the k rows (host lists)
         and the bitmask of computed rows. The gate decisions are made on the host (learned gates: one copy
@@ -265,6 +266,8 @@ class Node(nn.Module):
             a = [[float(v) for v in f] for f in forced]
         elif self.gate_conv_beta is None:
             a = [list(self.fixed_gates) for _ in range(k)]
+        elif gate_rows is not None and eps_path >= eps_node:
+            a = [list(r) for r in gate_rows]
         else:
             a_t = self.gates(x)
             if eps_path < eps_node:      # borderline sums: decide on the device, exactly as the dense executor

@@ -17,6 +17,7 @@ from __future__ import annotations
 import torch
 
 from ..routes.space import all_nodes, incoming, layer_scales, node_key, node_paths
+from .gates import fast_gate_ok, gates_of_layer
 from .node import RowCtx, SparseEdge, sum_parts
 
 
@@ -57,7 +58,8 @@ def _sparse_pass(net, x: torch.Tensor, offset: int):
     h0, w0 = feat.shape[-2:]
     recs = {}
 
-    def run(layer: int, s: int, edges: list) -> dict:
+    def prepare(layer: int, s: int, edges: list):
+        """The node's input and rows, or its finished outputs when it runs no gate and no cell."""
         paths = node_paths(layer, s, L)
         node = net.node(layer, s)
         live = 0
@@ -78,20 +80,47 @@ def _sparse_pass(net, x: torch.Tensor, offset: int):
         forced = net._forced_host.get((layer, s))
         if forced is not None:
             forced = [forced[0]] * len(rows) if len(forced) == 1 else [forced[offset + b] for b in rows]
-        out, (alpha, comp) = node.forward_sparse(xin, rows, live, ctx, forced=forced, **eps)
+        return node, xin, rows, live, forced
+
+    def finish(layer: int, s: int, prep, gate_rows) -> dict:
+        if isinstance(prep, dict):
+            return prep
+        node, xin, rows, live, forced = prep
+        out, (alpha, comp) = node.forward_sparse(xin, rows, live, ctx, forced=forced, gate_rows=gate_rows, **eps)
         if len(rows) < n_batch:
-            full = [[0.0] * len(paths) for _ in range(n_batch)]
+            full = [[0.0] * len(alpha[0]) for _ in range(n_batch)]
             for b, a in zip(rows, alpha):
                 full[b] = a
             alpha = full
         recs[(layer, s)] = (live, comp, alpha)
         return out
 
-    prev = {0: run(-1, 0, [SparseEdge([(feat, tuple(range(n_batch)), 1.0)], (1 << n_batch) - 1)])}
+    def run_layer(layer: int, inputs: dict) -> dict:
+        preps = {s: prepare(layer, s, edges) for s, edges in inputs.items()}
+        gate_rows = _layer_gates(net, preps) if batch_gates else {}
+        return {s: finish(layer, s, p, gate_rows.get(s)) for s, p in preps.items()}
+
+    batch_gates = (net.forced_route is None and not net.fixed and cfg.eps_path >= cfg.eps_node
+                   and cfg.gate_activation in ("relu_tanh", "sigmoid"))
+    prev = run_layer(-1, {0: [SparseEdge([(feat, tuple(range(n_batch)), 1.0)], (1 << n_batch) - 1)]})
     for layer in range(L):
-        prev = {s: run(layer, s, [prev[s2][p] for _, s2, p in incoming(layer, s)]) for s in layer_scales(layer)}
+        prev = run_layer(layer, {s: [prev[s2][p] for _, s2, p in incoming(layer, s)] for s in layer_scales(layer)})
     run0, stages = net.sem_seg_head.forward_sparse({s: prev[s]["keep"] for s in range(4)}, ctx)
     return run0, stages, recs
+
+
+def _layer_gates(net, preps: dict) -> dict:
+    """Learned gates of the nodes of one layer that share their input rows, computed together on the host
+    (``gates.gates_of_layer``: one linear, activation and host copy per layer); ``{scale: gate rows}``.
+    Nodes with an instance-level ``gates`` override, hooks or autograd keep their own gate call."""
+    todo = [(s, p) for s, p in preps.items() if not isinstance(p, dict) and p[4] is None
+            and p[0].gate_conv_beta is not None and "gates" not in p[0].__dict__ and fast_gate_ok(p[0].gate_conv_beta)]
+    if len(todo) < 2 or len({p[2] for _, p in todo}) != 1:
+        return {}
+    nodes = [p[0] for _, p in todo]
+    rows = gates_of_layer([n.gate_conv_beta for n in nodes], [p[1] for _, p in todo], nodes[0].small_gate,
+                          nodes[0].activation)
+    return {s: r for (s, _), r in zip(todo, rows)}
 
 
 def plain_forward(net, x: torch.Tensor) -> torch.Tensor:
