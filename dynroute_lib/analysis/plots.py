@@ -218,16 +218,21 @@ def _case_label(batch, case) -> str:
 
 
 def sparse_speed(df: pd.DataFrame, *, scale: Scale = None) -> Figure:
-    """Left: dense vs sparse wall time per case and batch. Right: time ratio vs FLOPs ratio (y = x: time saved
-    exactly in proportion to FLOPs; dotted: the goal ``time_ratio <= goal x flops_ratio`` of each batch size)."""
+    """Left: wall time of the plain all-open network (no gates, no masks), the masked dense executor and the
+    sparse executor per case and batch. Right: time ratio vs FLOPs ratio against the plain network (y = x: time
+    saved exactly in proportion to FLOPs; dotted: the goal ``time_ratio <= goal x flops_ratio`` of each batch)."""
     fig, ax = _fig(1, 2, size=(12.0, 4.8))
     x = np.arange(len(df))
-    ax[0, 0].bar(x - 0.2, df["dense_ms"], 0.4, label="dense executor (every path computed)")
-    ax[0, 0].bar(x + 0.2, df["sparse_ms"], 0.4, label="sparse executor (open paths only)")
+    bars = [(k, n) for k, n in (("plain_ms", "plain network (every path, no gates)"),
+                                ("dense_ms", "dense executor (every path, masked)"),
+                                ("sparse_ms", "sparse executor (open paths only)")) if k in df]
+    w = 0.8 / len(bars)
+    for i, (k, name) in enumerate(bars):
+        ax[0, 0].bar(x + (i - (len(bars) - 1) / 2) * w, df[k], w, label=name)
     ax[0, 0].set_xticks(x, [_case_label(b, c) for b, c in zip(df["batch"], df["case"])], fontsize=FONT)
     ax[0, 0].set_xlabel("batch size and route (share of routing FLOPs kept)", fontsize=LABEL)
     ax[0, 0].set_ylabel("median wall time per batch (ms)", fontsize=LABEL)
-    ax[0, 0].set_ylim(0, 1.3 * float(np.nanmax(df[["dense_ms", "sparse_ms"]].to_numpy())))
+    ax[0, 0].set_ylim(0, 1.3 * float(np.nanmax(df[[k for k, _ in bars]].to_numpy())))
     ax[0, 0].legend(fontsize=FONT, loc="upper left")
     for i, (b, d) in enumerate(df.groupby("batch")):
         color = f"C{i}"
@@ -236,8 +241,9 @@ def sparse_speed(df: pd.DataFrame, *, scale: Scale = None) -> Figure:
             g = float(d["goal"].iloc[0])
             ax[0, 1].plot([0, 1], [0, g], ":", color=color, lw=1.2, label=f"goal, batch {b}: time ratio ≤ {g:g} × FLOPs ratio")
     ax[0, 1].plot([0, 1], [0, 1], "k--", lw=0.8, label="time saved in proportion to FLOPs")
-    ax[0, 1].set_xlabel("FLOPs ratio (sparse / dense executed GFLOPs)", fontsize=LABEL)
-    ax[0, 1].set_ylabel("time ratio (sparse / dense wall time)", fontsize=LABEL)
+    ref = "plain" if "plain_ms" in df else "dense"
+    ax[0, 1].set_xlabel(f"FLOPs ratio (sparse / {ref} executed GFLOPs)", fontsize=LABEL)
+    ax[0, 1].set_ylabel(f"time ratio (sparse / {ref} wall time)", fontsize=LABEL)
     ax[0, 1].set_xlim(0, 1.05)
     ax[0, 1].set_ylim(0, max(1.05, float(df["time_ratio"].max()) * 1.05))
     ax[0, 1].legend(fontsize=FONT, loc="upper left")
