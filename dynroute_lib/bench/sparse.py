@@ -217,9 +217,13 @@ def bench_scale(source: Path) -> dict | None:
         prov = json.loads((Path(source) / "sparse_speed.json").read_text())["provenance"]
     except (OSError, ValueError, KeyError):
         return None
-    routes = "learned routes" if prov.get("ckpts") else "random routes, random init"
-    return {"data": "random input images (no data set)", "resolution": "x".join(map(str, prov.get("size", []))),
-            "iters": f"median of {prov.get('repeats')} timed rounds", "note": f"{prov.get('preset')}, {routes}"}
+    learned = prov.get("checkpoints") or prov.get("ckpts")
+    routes = "learned routes" if learned else "random routes, random init"
+    size = (prov.get("sizes") or [[]])[0] if "sizes" in prov else prov.get("size", [])
+    rounds = prov.get("rounds", prov.get("repeats"))
+    return {"data": "CamVid val images" if learned else "random input images (no data set)",
+            "resolution": "x".join(map(str, size)), "iters": f"median of {rounds} timed rounds",
+            "note": f"{prov.get('preset') or 'checkpoints'}, {routes}, vs the plain network"}
 
 
 def _parser() -> argparse.ArgumentParser:
