@@ -100,24 +100,23 @@ def _start(mcfg: ModelConfig, tcfg: TrainConfig, out: Path, resume: bool, device
     opt = build_optimizer(net, tcfg)
     start, max_iter = 0, tcfg.iters
     last = out / "last.pt"
+    ck = None
     if resume and last.is_file():
         ck = io.load_checkpoint(last)
         if ck.get("config_hash") != mcfg.hash():
             raise ValueError(f"{last}: checkpoint config {ck.get('config_hash')} != requested {mcfg.hash()}; "
                              "use another --out or drop --resume")
-        net.load_state_dict(ck["model"])
-        opt.load_state_dict(ck["optimizer"])
-        start, max_iter = ck["step"], ck["max_iter"]
     elif branch_from is not None:
         ck = io.load_checkpoint(branch_from)
         check_branch(ck, mcfg, tcfg, branch_from)
+        if d.main:
+            _copy_logs(Path(branch_from).parent, out, ck["step"])
+    elif resume and d.main:
+        print(f"--resume: no checkpoint at {last}; starting from scratch", flush=True)
+    if ck is not None:                      # resumed or branched: the same state either way
         net.load_state_dict(ck["model"])
         opt.load_state_dict(ck["optimizer"])
         start, max_iter = ck["step"], ck["max_iter"]
-        if d.main:
-            _copy_logs(Path(branch_from).parent, out, start)
-    elif resume and d.main:
-        print(f"--resume: no checkpoint at {last}; starting from scratch", flush=True)
     if d.world > 1:
         if dev.type == "cuda":
             net = torch.nn.SyncBatchNorm.convert_sync_batchnorm(net)
