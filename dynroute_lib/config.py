@@ -95,6 +95,10 @@ def get_preset(name: str, **overrides) -> ModelConfig:
 
 
 # ---- training recipes (spec Sec. 5) -----------------------------------------------------------------
+CLIP_MODES = ("joint", "ce_only")
+CLASS_WEIGHTINGS = ("none", "enet", "median")
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     data: str = "synthetic"           # data set name (dynroute_lib.data.DATASETS)
@@ -111,6 +115,7 @@ class TrainConfig:
     momentum: float = 0.9
     grad_clip: float = 5.0            # total L2 norm
     clip_mode: str = "joint"          # joint: one clip over CE + budget (official) | ce_only: budget unclipped
+    class_weighting: str = "none"     # none (paper) | enet | median: class-balanced CE (data.balance, CPU repro)
     precise_bn_iters: int = 200       # 0 = off (Dynamic-A/B/C official configs)
     amp: str = "auto"                 # auto (bf16 on CUDA, off on CPU) | bf16 | fp16 | off
     channels_last: bool = True        # 25-35 % faster on CPU too (conventions Sec. 4)
@@ -123,6 +128,14 @@ class TrainConfig:
     cpu_budget_min: float = 0.0       # > 0: fit it into this much process CPU time (fair on a shared machine)
     workers: int = 0
     seed: int = 0
+
+    def __post_init__(self) -> None:
+        # fail when the config is built, not at the first backward pass
+        if self.clip_mode not in CLIP_MODES:
+            raise ValueError(f"unknown clip_mode {self.clip_mode!r}; valid: {', '.join(CLIP_MODES)}")
+        if self.class_weighting not in CLASS_WEIGHTINGS:
+            raise ValueError(f"unknown class_weighting {self.class_weighting!r}; "
+                             f"valid: {', '.join(CLASS_WEIGHTINGS)}")
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -25,8 +25,9 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 from tqdm import tqdm
 
 from .. import io
-from ..config import ModelConfig, TrainConfig, for_run
+from ..config import CLASS_WEIGHTINGS, ModelConfig, TrainConfig, for_run
 from ..data import build_dataset
+from ..data.balance import class_frequencies, class_weights, describe
 from ..data.check import validate_split
 from ..data.sampling import SeededBatches, SeededDataset, collate
 from ..model import build_model
@@ -58,6 +59,7 @@ class _Run:
     start: int
     max_iter: int
     last: Path
+    ce_weight: torch.Tensor | None = None     # class-balanced CE (data.balance); None = the paper's plain CE
 
 
 def _loader(ds, tcfg: TrainConfig, start: int, stop: int, d: Dist):
@@ -94,6 +96,10 @@ def _start(mcfg: ModelConfig, tcfg: TrainConfig, out: Path, resume: bool, device
                        resize_hw=tuple(tcfg.resize_hw) if tcfg.resize_hw else None)
     if tcfg.cache_data:
         ds.cache_decoded()
+    ce_weight = class_weights(class_frequencies(ds, mcfg.num_classes), tcfg.class_weighting) \
+        if tcfg.class_weighting != "none" else None
+    if ce_weight is not None and d.main:
+        print(f"{tcfg.class_weighting} {describe(ce_weight)}", flush=True)
     net = build_model(mcfg).to(dev)
     fmt = torch.channels_last if tcfg.channels_last else torch.contiguous_format
     net = net.to(memory_format=fmt)
@@ -123,7 +129,8 @@ def _start(mcfg: ModelConfig, tcfg: TrainConfig, out: Path, resume: bool, device
         model = DDP(net, device_ids=[dev.index] if dev.type == "cuda" else None)
     else:
         model = net
-    return _Run(d, dev, fmt, ds, net, model, opt, start, max_iter, last)
+    return _Run(d, dev, fmt, ds, net, model, opt, start, max_iter, last,
+                None if ce_weight is None else ce_weight.to(dev))
 
 
 def _forward(run: _Run, tcfg: TrainConfig, images, masks, step: int):
@@ -136,7 +143,7 @@ def _forward(run: _Run, tcfg: TrainConfig, images, masks, step: int):
     masks = masks.to(run.dev, non_blocking=True)
     with _amp(tcfg, run.dev):
         logits, aux = run.model(images)
-        losses = run.net.loss(logits.float(), masks, aux, budget_weight_at(p))
+        losses = run.net.loss(logits.float(), masks, aux, budget_weight_at(p), weight=run.ce_weight)
     return losses, aux
 
 
@@ -152,11 +159,9 @@ def _backward(run: _Run, tcfg: TrainConfig, losses: dict) -> None:
         for q, g in zip(params, budget_grads):
             if g is not None:
                 q.grad = g if q.grad is None else q.grad.add_(g)
-    elif tcfg.clip_mode in ("joint", "ce_only"):
+    else:                                   # "joint" (TrainConfig validates clip_mode)
         losses["loss"].backward()
         clip_grad(run.net, tcfg.grad_clip)
-    else:
-        raise ValueError(f"unknown clip_mode {tcfg.clip_mode!r}; valid: joint, ce_only")
     run.opt.step()
 
 
@@ -303,6 +308,9 @@ def _parser() -> argparse.ArgumentParser:
     ap.add_argument("--seed", type=int)
     ap.add_argument("--precise-bn", type=int, help="precise-BN batches at the end (0 = off)")
     ap.add_argument("--base-channels", type=int, help="override C_0 (64 in the paper)")
+    ap.add_argument("--class-weighting", choices=CLASS_WEIGHTINGS, help="class-balanced CE (default: the profile's)")
+    ap.add_argument("--scale-range", type=float, nargs=2, metavar=("LO", "HI"), help="random-scale augmentation")
+    ap.add_argument("--gate-lr-mult", type=float, help="LR multiplier of the gate parameters")
     ap.add_argument("--device", default="auto")
     ap.add_argument("--resume", action="store_true", help="continue from OUT/last.pt exactly")
     ap.add_argument("--smoke", action="store_true", help="tiny run on the embedded data (seconds)")
@@ -317,7 +325,9 @@ def main(argv: list[str] | None = None) -> int:
                                   resize_hw=tuple(a.resize) if a.resize else None, batch=a.batch, base_lr=a.lr,
                                   time_budget_min=a.time_budget_min, cpu_budget_min=a.cpu_budget_min,
                                   workers=a.workers, seed=a.seed,
-                                  precise_bn_iters=a.precise_bn).items() if v is not None}
+                                  precise_bn_iters=a.precise_bn, class_weighting=a.class_weighting,
+                                  scale_range=tuple(a.scale_range) if a.scale_range else None,
+                                  gate_lr_mult=a.gate_lr_mult).items() if v is not None}
     try:
         mcfg, tcfg = for_run(a.preset, profile=a.profile, smoke=a.smoke, **over)
         if a.base_channels:

@@ -24,7 +24,8 @@ def budget_loss(cfg, aux, budget_w: float, *, fixed: bool = False) -> torch.Tens
     return cfg.budget_weight * budget_w * (ratio - cfg.budget_mu) ** 2
 
 
-def total_loss(logits, target, budget: torch.Tensor, ignore_index: int = 255) -> dict:
-    """Eq. 10: ``{"loss": CE + budget, "ce": CE, "budget": budget}``."""
-    ce = F.cross_entropy(logits, target, ignore_index=ignore_index)
+def total_loss(logits, target, budget: torch.Tensor, ignore_index: int = 255, weight=None) -> dict:
+    """Eq. 10: ``{"loss": CE + budget, "ce": CE, "budget": budget}``; ``weight`` = optional per-class CE
+    weights (``data.balance``, a CPU-profile departure; None = the paper's plain CE)."""
+    ce = F.cross_entropy(logits, target, weight=weight, ignore_index=ignore_index)
     return {"loss": ce + budget, "ce": ce, "budget": budget}

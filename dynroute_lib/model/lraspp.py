@@ -46,6 +46,6 @@ class LRASPPBaseline(nn.Module):
         g = torch.full((x.shape[0],), self.gmacs(*x.shape[-2:]), device=x.device)
         return logits, StaticAux(g, g, g, float(g[0]), {})
 
-    def loss(self, logits, target, aux, budget_w: float, ignore_index: int = 255) -> dict:
-        ce = F.cross_entropy(logits, target, ignore_index=ignore_index)
+    def loss(self, logits, target, aux, budget_w: float, ignore_index: int = 255, weight=None) -> dict:
+        ce = F.cross_entropy(logits, target, weight=weight, ignore_index=ignore_index)
         return {"loss": ce, "ce": ce, "budget": ce.new_zeros(())}

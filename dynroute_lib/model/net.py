@@ -228,9 +228,9 @@ class DynamicRoutingNet(nn.Module):
         """lambda_2 * w * (mean_b E_b / C - mu)^2 (Eq. 9-10); ``budget_w`` = w(t) of the training schedule."""
         return budget_loss(self.cfg, aux, budget_w, fixed=self.fixed)
 
-    def loss(self, logits, target, aux: RoutingAux, budget_w: float, ignore_index: int = 255) -> dict:
+    def loss(self, logits, target, aux: RoutingAux, budget_w: float, ignore_index: int = 255, weight=None) -> dict:
         """Eq. 10: cross-entropy + budget term; ``budget_w`` = ``engine.schedule.budget_weight_at(t / T)``."""
-        return total_loss(logits, target, self.budget_loss(aux, budget_w), ignore_index)
+        return total_loss(logits, target, self.budget_loss(aux, budget_w), ignore_index, weight)
 
 
 def resolve_route(cfg) -> RouteMask:
