@@ -97,3 +97,15 @@ def test_seed_summary_mean_and_std():
     s = repro.seed_summary(rows).set_index("preset")
     assert s.loc["a", "miou_pct_mean"] == 52.0 and s.loc["a", "miou_pct_std"] == 2.0 and s.loc["a", "n_seeds"] == 3
     assert s.loc["b", "n_seeds"] == 1
+
+
+def test_seed_columns_join_the_tables_by_preset():
+    rows = pd.DataFrame({"preset": ["dynamic_a"] * 3 + ["fix_l16"], "seed": [0, 1, 2, 0],
+                         "miou_pct": [30.0, 32.0, 34.0, 40.0], "gflops_mean": [1.0, 1.0, 1.0, 2.0]})
+    summary = repro.seed_summary(rows)
+    tabs = {"table_4": pd.DataFrame({"preset": ["dynamic_a", "dynamic_b"], "ours_miou_pct": [30.0, 31.0]})}
+    out = repro.with_seeds(tabs, summary)["table_4"].set_index("preset")
+    assert out.loc["dynamic_a", "ours_miou_seed_mean"] == pytest.approx(32.0)
+    assert out.loc["dynamic_a", "ours_miou_std"] == pytest.approx(2.0) and out.loc["dynamic_a", "ours_n_seeds"] == 3
+    assert pd.isna(out.loc["dynamic_b", "ours_miou_std"])
+    assert repro.with_seeds(tabs, pd.DataFrame()) is tabs

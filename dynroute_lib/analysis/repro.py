@@ -93,3 +93,14 @@ def seed_summary(rows: pd.DataFrame, cols=("miou_pct", "gflops_mean", "cost_vs_a
     g = rows.dropna(subset=cols[:1]).groupby("preset")[cols]
     out = g.mean().add_suffix("_mean").join(g.std(ddof=1).add_suffix("_std")).join(g.size().rename("n_seeds"))
     return out.reset_index()
+
+
+def with_seeds(tabs: dict[str, pd.DataFrame], summary: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    """Tables with ``ours_miou_seed_mean`` / ``ours_miou_std`` / ``ours_n_seeds`` from :func:`seed_summary`
+    (NaN for presets without finished seeds) beside the seed-0 ``ours_*`` columns."""
+    if summary is None or not len(summary) or "miou_pct_mean" not in summary:
+        return tabs
+    s = summary.set_index("preset")
+    cols = {"miou_pct_mean": "ours_miou_seed_mean", "miou_pct_std": "ours_miou_std", "n_seeds": "ours_n_seeds"}
+    extra = s[[c for c in cols if c in s]].rename(columns=cols)
+    return {name: t.drop(columns=[c for c in extra if c in t]).join(extra, on="preset") for name, t in tabs.items()}
