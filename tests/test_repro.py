@@ -43,6 +43,18 @@ def test_branch_refuses_a_trunk_past_the_budget_start_or_of_another_model(tmp_pa
     with pytest.raises(ValueError, match="differs"):
         train(replace(m, cell_type="sep1"), t, tmp_path / "b2", device="cpu",
               branch_from=tmp_path / "late" / "last.pt")
+    with pytest.raises(ValueError, match="differs"):                      # another recipe
+        train(m, replace(t, class_weighting="enet"), tmp_path / "b3", device="cpu",
+              branch_from=tmp_path / "late" / "last.pt")
+
+
+def test_a_trunk_seeds_branches_of_either_clip_mode(tmp_path):
+    m, t = _cfg()
+    trunk = replace(m, name="budget_trunk", budget_weight=0.0, budget_mu=0.0)
+    train(trunk, t, tmp_path / "trunk", device="cpu", progress_bar=False, stop_at=2)
+    train(m, replace(t, clip_mode="ce_only"), tmp_path / "b", device="cpu", progress_bar=False,
+          branch_from=tmp_path / "trunk" / "last.pt")
+    assert (tmp_path / "b" / "model_final.pt").is_file()
 
 
 def test_val_curve_is_logged_and_resumes(tmp_path):

@@ -114,8 +114,10 @@ def budget_trunk(mcfg, tcfg, ctx) -> Path | None:
     head = read_header(out / "last.pt") or {}
     if head.get("config_hash") == tm.hash() and head.get("step") == stop:
         return out / "last.pt"
+    # resume only this trunk's own unfinished state; anything else there (another config) is trained over
+    resume = head.get("config_hash") == tm.hash() and head.get("step", 0) < stop
     print(f"[{mcfg.name}] budget-free trunk: {stop} iters -> {out}", flush=True)
-    train(tm, tcfg, out, resume=bool(head), device=ctx.device, progress_bar=False, stop_at=stop)
+    train(tm, tcfg, out, resume=resume, device=ctx.device, progress_bar=False, stop_at=stop)
     return out / "last.pt"
 
 

@@ -166,6 +166,7 @@ def _backward(run: _Run, tcfg: TrainConfig, losses: dict) -> None:
 
 
 BRANCH_FREE = ("name", "budget_weight", "budget_mu")       # fields a budget branch may change on its trunk
+BRANCH_FREE_TRAIN = ("clip_mode",)     # only acts on the budget gradient, which is exactly 0 on the trunk
 
 
 def check_branch(ck: dict, mcfg: ModelConfig, tcfg: TrainConfig, path: Path) -> None:
@@ -177,7 +178,8 @@ def check_branch(ck: dict, mcfg: ModelConfig, tcfg: TrainConfig, path: Path) -> 
     """
     trunk = {k: v for k, v in ck.get("config", {}).items() if k not in BRANCH_FREE}
     mine = {k: v for k, v in mcfg.to_dict().items() if k not in BRANCH_FREE}
-    if trunk != mine or io._jsonable(ck.get("train_config")) != io._jsonable(tcfg.to_dict()):
+    recipe = lambda d: {k: v for k, v in io._jsonable(d or {}).items() if k not in BRANCH_FREE_TRAIN}  # noqa: E731
+    if trunk != mine or recipe(ck.get("train_config")) != recipe(tcfg.to_dict()):
         raise ValueError(f"{path}: trunk differs from {mcfg.name} beyond {', '.join(BRANCH_FREE)}")
     if budget_weight_at(ck["step"] / ck["max_iter"]) != 0.0 or ck["max_iter"] != tcfg.iters:
         raise ValueError(f"{path}: trunk step {ck['step']} / {ck['max_iter']} is past the budget start")
