@@ -97,6 +97,17 @@ def test_train_or_load_reuses_matching_checkpoint(tmp_path, monkeypatch):
     assert tables.run_dir_for(*ctx.run_config("fcn32s", iters=2), ctx) != run    # another recipe, another entry
 
 
+def test_cached_only_tables_load_finished_runs_and_mark_the_rest_pending(tmp_path, monkeypatch):
+    ctx = notebook.setup("99_test", smoke=True, device="cpu", results_root=str(tmp_path))
+    tables.train_or_load("fcn32s", ctx)
+    assert tables.is_cached("fcn32s", ctx) and not tables.is_cached("unet", ctx)
+    import dynroute_lib.engine.train as train_mod
+    monkeypatch.setattr(train_mod, "train", lambda *a, **k: pytest.fail("cached_only trained a model"))
+    runs = tables.run_all(tables.plan_runs(["fcn32s", "unet"]), ctx, cached_only=True).set_index("preset")
+    assert runs.loc["fcn32s", "miou_pct"] >= 0 and runs.loc["unet", "note"] == "pending (not trained yet)"
+    assert pd.isna(runs.loc["unet"].get("miou_pct"))
+
+
 # ---- planning and tables ---------------------------------------------------------------------------------------
 def test_plan_dedupes_aliases_limit_and_skip():
     plan = tables.plan_runs()

@@ -67,6 +67,16 @@ def run_dir_for(mcfg, tcfg, ctx) -> Path:
     return ctx.checkpoints_root / f"{mcfg.name}-{mcfg.hash()}-{content_hash(tcfg.to_dict(), 6)}"
 
 
+def is_cached(preset: str, ctx, **train_overrides) -> bool:
+    """True when ``preset`` has a finished run of this run's model config and recipe (what ``train_or_load``
+    would load without training)."""
+    mcfg, tcfg = ctx.run_config(preset, **train_overrides)
+    head = read_header(run_dir_for(mcfg, tcfg, ctx) / "model_final.pt")
+    return bool(head) and head["config_hash"] == mcfg.hash() and \
+        json.dumps(io._jsonable(head["train_config"]), sort_keys=True) == \
+        json.dumps(io._jsonable(tcfg.to_dict()), sort_keys=True)
+
+
 def train_or_load(preset: str, ctx, **train_overrides) -> Path:
     """Cache-or-train: the run dir of ``preset`` for this run (trained now unless cached).
 
@@ -76,10 +86,7 @@ def train_or_load(preset: str, ctx, **train_overrides) -> Path:
     from ..engine.train import train
     mcfg, tcfg = ctx.run_config(preset, **train_overrides)
     out = run_dir_for(mcfg, tcfg, ctx)
-    head = read_header(out / "model_final.pt")
-    same_recipe = head and json.dumps(io._jsonable(head["train_config"]), sort_keys=True) == \
-        json.dumps(io._jsonable(tcfg.to_dict()), sort_keys=True)
-    if head and head["config_hash"] == mcfg.hash() and same_recipe:
+    if is_cached(preset, ctx, **train_overrides):
         print(f"[{preset}] cached: {out}")
         return out
     resume = (out / "last.pt").is_file() and (read_header(out / "last.pt") or {}).get("config_hash") == mcfg.hash()
@@ -189,8 +196,12 @@ def _mkdir(path: Path) -> Path:
 
 
 # ---- all runs --------------------------------------------------------------------------------------------------
-def run_all(plan: pd.DataFrame, ctx, **train_overrides) -> pd.DataFrame:
-    """Train (or load) and evaluate every planned model; one row per table preset (aliases expanded)."""
+def run_all(plan: pd.DataFrame, ctx, cached_only: bool = False, **train_overrides) -> pd.DataFrame:
+    """Train (or load) and evaluate every planned model; one row per table preset (aliases expanded).
+
+    ``cached_only``: load finished runs only (e.g. the ``repro`` suite while it is still training); every other
+    row is kept with ``note="pending (not trained yet)"`` and NaN results instead of being trained now.
+    """
     rows, done = [], {}
     todo = plan[plan["run"]]
     for i, r in enumerate(plan.itertuples(), 1):
@@ -198,6 +209,8 @@ def run_all(plan: pd.DataFrame, ctx, **train_overrides) -> pd.DataFrame:
         if r.run and r.model in COMMON:
             src = done.get(COMMON[r.model])
             preset, note = common_route(src, r.model, ctx) if src else (None, f"{COMMON[r.model]} not trained")
+        if r.run and preset is not None and cached_only and not is_cached(preset, ctx, **train_overrides):
+            preset, note = None, "pending (not trained yet)"
         if not r.run or preset is None:
             rows += [{"preset": a, "trained_as": r.model, "note": note or "not run"} for a in r.aliases.split()]
             continue
