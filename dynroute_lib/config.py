@@ -10,6 +10,8 @@ import json
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 
+from .data.balance import MODES as BALANCE_MODES
+
 
 @dataclass(frozen=True)
 class ModelConfig:
@@ -96,7 +98,7 @@ def get_preset(name: str, **overrides) -> ModelConfig:
 
 # ---- training recipes (spec Sec. 5) -----------------------------------------------------------------
 CLIP_MODES = ("joint", "ce_only")
-CLASS_WEIGHTINGS = ("none", "enet", "median")
+CLASS_WEIGHTINGS = BALANCE_MODES
 
 
 @dataclass(frozen=True)

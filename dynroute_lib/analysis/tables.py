@@ -105,7 +105,7 @@ def budget_trunk(mcfg, tcfg, ctx) -> Path | None:
     """``last.pt`` of the budget-free trunk a budget row continues from (trained now unless cached), or None.
 
     Dynamic-A/B/C of one seed differ only in lambda_2 / mu, and w(t) = 0 before 40 % of training: their first
-    ``0.4 T`` iterations are one shared run (``engine.train.check_branch``), trained once per seed and recipe.
+    ``0.4 T`` iterations are one shared run (``engine.branch.check_branch``), trained once per seed and recipe.
     """
     from ..engine.schedule import budget_weight_at
     from ..engine.train import train

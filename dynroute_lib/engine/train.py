@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import shutil
 import sys
 import time
 from dataclasses import dataclass, replace
@@ -31,6 +30,7 @@ from ..data.balance import class_frequencies, class_weights, describe
 from ..data.check import validate_split
 from ..data.sampling import SeededBatches, SeededDataset, collate
 from ..model import build_model
+from .branch import check_branch, copy_logs
 from .checkpoint import save_checkpoint
 from .csv_log import CsvLogger
 from .dist import Dist, init_distributed, pick_device, sync_buffers
@@ -116,7 +116,8 @@ def _start(mcfg: ModelConfig, tcfg: TrainConfig, out: Path, resume: bool, device
         ck = io.load_checkpoint(branch_from)
         check_branch(ck, mcfg, tcfg, branch_from)
         if d.main:
-            _copy_logs(Path(branch_from).parent, out, ck["step"])
+            copy_logs(Path(branch_from).parent, out, ck["step"],
+                      {"train_log.csv": LOG_FIELDS, "val_log.csv": VAL_FIELDS})
     elif resume and d.main:
         print(f"--resume: no checkpoint at {last}; starting from scratch", flush=True)
     if ck is not None:                      # resumed or branched: the same state either way
@@ -163,35 +164,6 @@ def _backward(run: _Run, tcfg: TrainConfig, losses: dict) -> None:
         losses["loss"].backward()
         clip_grad(run.net, tcfg.grad_clip)
     run.opt.step()
-
-
-BRANCH_FREE = ("name", "budget_weight", "budget_mu")       # fields a budget branch may change on its trunk
-BRANCH_FREE_TRAIN = ("clip_mode",)     # only acts on the budget gradient, which is exactly 0 on the trunk
-
-
-def check_branch(ck: dict, mcfg: ModelConfig, tcfg: TrainConfig, path: Path) -> None:
-    """A budget-free trunk may seed ``mcfg`` only where the two runs are identical so far.
-
-    Before ``unupdate_rate * T`` the budget weight w(t) is exactly 0 (spec Sec. 4.4), so Dynamic-A/B/C, which
-    differ only in lambda_2 / mu, compute bit-identical iterations until then: the trunk (same model with
-    lambda_2 = 0, same recipe and seed) is trained once and each budget row continues from it.
-    """
-    trunk = {k: v for k, v in ck.get("config", {}).items() if k not in BRANCH_FREE}
-    mine = {k: v for k, v in mcfg.to_dict().items() if k not in BRANCH_FREE}
-    recipe = lambda d: {k: v for k, v in io._jsonable(d or {}).items() if k not in BRANCH_FREE_TRAIN}  # noqa: E731
-    if trunk != mine or recipe(ck.get("train_config")) != recipe(tcfg.to_dict()):
-        raise ValueError(f"{path}: trunk differs from {mcfg.name} beyond {', '.join(BRANCH_FREE)}")
-    if budget_weight_at(ck["step"] / ck["max_iter"]) != 0.0 or ck["max_iter"] != tcfg.iters:
-        raise ValueError(f"{path}: trunk step {ck['step']} / {ck['max_iter']} is past the budget start")
-
-
-def _copy_logs(src: Path, dst: Path, step: int) -> None:
-    """Start the branch's logs with the trunk's rows up to ``step`` (curves cover the whole schedule)."""
-    for name, fields in (("train_log.csv", LOG_FIELDS), ("val_log.csv", VAL_FIELDS)):
-        if (src / name).is_file():
-            dst.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(src / name, dst / name)
-            CsvLogger(dst / name, fields, resume_step=step).close()
 
 
 def _log(run: _Run, log: CsvLogger, bar, name: str, tcfg: TrainConfig, step: int, losses: dict, aux, ratio: float,
