@@ -26,7 +26,7 @@ STAGES = [
     ("priced routes", ["flops", "routes.random_masks"]),
     ("engine", ["engine", "engine.*"]),
     ("products", ["analysis", "analysis.*", "inspector", "inspector.*", "bench", "bench.*"]),
-    ("entry points", ["notebook", "runner", "reproduce", "__main__", ""]),
+    ("entry points", ["notebook", "runner", "reproduce", "equal_time_cmd", "__main__", ""]),
 ]
 
 

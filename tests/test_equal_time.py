@@ -1,0 +1,35 @@
+"""Equal-CPU-time comparison (analysis.equal_time, issue 13 item 6): time accounting and the whole path at smoke size."""
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+
+from dynroute_lib import equal_time_cmd, notebook
+from dynroute_lib.analysis import equal_time, tables
+
+
+def test_wall_time_adds_up_segments_across_resumes_and_branches(tmp_path):
+    log = tmp_path / "train_log.csv"
+    pd.DataFrame({"step": range(1, 8), "wall_s": [1.0, 2.0, 3.0, 0.5, 1.5, 0.2, 4.0]}).to_csv(log, index=False)
+    assert equal_time.train_wall_s(log) == 3.0 + 1.5 + 4.0
+
+
+def test_missing_row_is_one_line_error(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(equal_time_cmd, "RESULTS_DIR", tmp_path)
+    assert equal_time_cmd.main(["--row", "nope_s0"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "nope_s0.json" in err and not (tmp_path / "_local" / "camvid_equal_time").exists()
+
+
+def test_baseline_gets_the_rows_time_and_both_are_evaluated(tmp_path):
+    ctx = notebook.setup("99_test", smoke=True, device="cpu", results_root=str(tmp_path))
+    run = tables.train_or_load("dynamic_raw_l16", ctx)
+    row = tmp_path / "row.json"
+    row.write_text(json.dumps({"row": "dynamic_raw_l16_s0", "preset": "dynamic_raw_l16", "run_dir": str(run),
+                               "iters": 3}))
+    df = equal_time.compare(row, "lraspp_mbv3", ctx).set_index("model")
+    assert list(df.index) == ["dynamic_raw_l16", "lraspp_mbv3"]
+    assert (df["miou_pct"].between(0, 100)).all() and (df["real_gflops_mean"] > 0).all()
+    budget = equal_time.train_wall_s(run / "train_log.csv") / 60
+    assert df["budget_cpu_min"].iloc[0] == budget and df.loc["lraspp_mbv3", "iters"] >= 1
