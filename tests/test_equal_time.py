@@ -33,3 +33,12 @@ def test_baseline_gets_the_rows_time_and_both_are_evaluated(tmp_path):
     assert (df["miou_pct"].between(0, 100)).all() and (df["real_gflops_mean"] > 0).all()
     budget = equal_time.train_wall_s(run / "train_log.csv") / 60
     assert df["budget_cpu_min"].iloc[0] == budget and df.loc["lraspp_mbv3", "iters"] >= 1
+
+
+def test_lraspp_trains_with_a_val_curve(tmp_path):
+    from dynroute_lib.config import for_run
+    from dynroute_lib.engine.train import train
+    m, t = for_run("lraspp_mbv3", smoke=True, iters=3, val_interval=2, eval_limit=1)
+    train(m, t, tmp_path / "r", device="cpu", progress_bar=False)
+    val = pd.read_csv(tmp_path / "r" / "val_log.csv")
+    assert val["step"].tolist() == [2, 3] and (val["val_real_ratio"] == 1.0).all()

@@ -43,11 +43,16 @@ class ValCurve:
     def __call__(self, net: torch.nn.Module, step: int, device, wall_s: float) -> dict:
         """Evaluate ``net`` (restored to train mode afterwards) and log the row; returns it."""
         was_training = net.training
-        if self.full is None:        # all-open real cost at the evaluation size: the ratio's denominator
+        # all-open real cost at the evaluation size (the ratio's denominator); a static baseline without a
+        # routing space (LR-ASPP) is its own all-open cost
+        routed = hasattr(net, "route")
+        if self.full is None and routed:
             h, w = self.dataset[0][0].shape[-2:]
             self.full = route_flops(net, int(h), int(w))["gflops_official"]
         res = evaluate_model(net, self.dataset, device=device, limit=self.limit, true_macs=False)
         net.train(was_training)
+        if self.full is None:
+            self.full = res["mean_real_gflops"]
         row = {"step": step, "val_miou_pct": res["miou_pct"], "val_real_gflops": res["mean_real_gflops"],
                "val_real_ratio": res["mean_real_gflops"] / self.full,
                "val_expected_gflops": res["mean_expected_gflops"], "val_wall_s": wall_s}
