@@ -121,3 +121,16 @@ def test_seed_columns_join_the_tables_by_preset():
     assert out.loc["dynamic_a", "ours_miou_std"] == pytest.approx(2.0) and out.loc["dynamic_a", "ours_n_seeds"] == 3
     assert pd.isna(out.loc["dynamic_b", "ours_miou_std"])
     assert repro.with_seeds(tabs, pd.DataFrame()) is tabs
+
+
+def test_convergence_curves_are_read_and_plotted(tmp_path):
+    from dynroute_lib.analysis import figstyle, plots
+    (tmp_path / "curves").mkdir()
+    pd.DataFrame({"step": [1, 2, 3], "ce": [2.0, 1.5, 1.2]}).to_csv(tmp_path / "curves" / "a_s0_train.csv", index=False)
+    pd.DataFrame({"step": [3], "val_miou_pct": [20.0], "val_real_ratio": [0.7]}).to_csv(
+        tmp_path / "curves" / "a_s0_val.csv", index=False)
+    pd.DataFrame({"step": [1], "ce": [2.0]}).to_csv(tmp_path / "curves" / "b_s0_train.csv", index=False)
+    curves = repro.read_curves(tmp_path)
+    assert set(curves) == {"a_s0", "b_s0"} and curves["b_s0"][1] is None
+    fig = plots.convergence_curves(curves, scale={"data": "camvid", "resolution": "240x320", "iters": 3})
+    assert figstyle.min_font_pt(fig) >= 9 and len(fig.axes[1].lines) == 1

@@ -137,6 +137,24 @@ def training_curves(log: pd.DataFrame, title: str = "", *, scale: Scale = None) 
     return titled(fig, f"Training curves{': ' + title if title else ''}", scale)
 
 
+def convergence_curves(curves: Mapping[str, tuple[pd.DataFrame, pd.DataFrame | None]], *,
+                       scale: Scale = None) -> Figure:
+    """Per row of the CPU reproduction: train CE (running mean of 100), val mIoU and the val real-cost ratio per
+    iteration (issue 13: convergence shown, not assumed; the rule is < 1 point gained over the last 20 %)."""
+    fig, ax = _fig(1, 3, size=(13.0, 4.2))
+    for row, (train, val) in curves.items():
+        line = ax[0, 0].plot(train["step"], train["ce"].rolling(100, min_periods=1).mean(), lw=1, label=row)[0]
+        if val is not None and len(val):
+            ax[0, 1].plot(val["step"], val["val_miou_pct"], marker="o", ms=3, color=line.get_color(), label=row)
+            ax[0, 2].plot(val["step"], val["val_real_ratio"], marker="o", ms=3, color=line.get_color(), label=row)
+    for a, what in zip(ax[0], ("train cross-entropy (mean of 100)", "val mIoU (%)", "val real cost / all-open")):
+        a.set_xlabel("iteration", fontsize=LABEL)
+        a.set_ylabel(what, fontsize=LABEL)
+    ax[0, 2].set_ylim(0, 1.05)
+    ax[0, 1].legend(fontsize=FONT)
+    return titled(fig, "CPU reproduction: convergence of every finished row", scale)
+
+
 # ---- 03 tables -----------------------------------------------------------------------------------------------
 def miou_vs_gflops(table: pd.DataFrame, title: str = "Table 1", *, scale: Scale = None) -> Figure:
     """mIoU against mean GFLOPs, paper (left, Cityscapes 1024x2048) and ours (right, this run), one point per row."""

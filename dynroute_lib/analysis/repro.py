@@ -104,3 +104,13 @@ def with_seeds(tabs: dict[str, pd.DataFrame], summary: pd.DataFrame) -> dict[str
     cols = {"miou_pct_mean": "ours_miou_seed_mean", "miou_pct_std": "ours_miou_std", "n_seeds": "ours_n_seeds"}
     extra = s[[c for c in cols if c in s]].rename(columns=cols)
     return {name: t.drop(columns=[c for c in extra if c in t]).join(extra, on="preset") for name, t in tabs.items()}
+
+
+def read_curves(results_dir: Path) -> dict[str, tuple[pd.DataFrame, pd.DataFrame | None]]:
+    """``{row: (train curve, val curve or None)}`` of ``results/repro/curves/`` (for ``plots.convergence_curves``)."""
+    out = {}
+    for train in sorted(Path(results_dir).glob("curves/*_train.csv")):
+        row = train.name[: -len("_train.csv")]
+        val = train.with_name(f"{row}_val.csv")
+        out[row] = (pd.read_csv(train), pd.read_csv(val) if val.is_file() else None)
+    return out
