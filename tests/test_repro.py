@@ -134,3 +134,13 @@ def test_convergence_curves_are_read_and_plotted(tmp_path):
     assert set(curves) == {"a_s0", "b_s0"} and curves["b_s0"][1] is None
     fig = plots.convergence_curves(curves, scale={"data": "camvid", "resolution": "240x320", "iters": 3})
     assert figstyle.min_font_pt(fig) >= 9 and len(fig.axes[1].lines) == 1
+
+
+def test_resume_applies_the_requested_gate_lr_multiplier(tmp_path):
+    from dynroute_lib.engine.train import _start
+    m, t = _cfg()
+    train(m, t, tmp_path / "r", device="cpu", progress_bar=False, stop_at=2)
+    run = _start(m, replace(t, gate_lr_mult=2.5), tmp_path / "r", True, "cpu")
+    mults = {g["name"]: g["lr_mult"] for g in run.opt.param_groups}
+    assert mults and all(v == (2.5 if k.startswith("gate") else 1.0) for k, v in mults.items())
+    assert any(k.startswith("gate") for k in mults)

@@ -123,6 +123,8 @@ def _start(mcfg: ModelConfig, tcfg: TrainConfig, out: Path, resume: bool, device
     if ck is not None:                      # resumed or branched: the same state either way
         net.load_state_dict(ck["model"])
         opt.load_state_dict(ck["optimizer"])
+        for g in opt.param_groups:          # the requested gate LR multiplier wins over the stored one
+            g["lr_mult"] = tcfg.gate_lr_mult if g.get("name", "").startswith("gate") else 1.0
         start, max_iter = ck["step"], ck["max_iter"]
     if d.world > 1:
         if dev.type == "cuda":
