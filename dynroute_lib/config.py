@@ -10,7 +10,7 @@ import json
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 
-from .data.balance import MODES as BALANCE_MODES
+from .data.balance import check_mode as check_class_weighting
 
 
 @dataclass(frozen=True)
@@ -98,7 +98,6 @@ def get_preset(name: str, **overrides) -> ModelConfig:
 
 # ---- training recipes (spec Sec. 5) -----------------------------------------------------------------
 CLIP_MODES = ("joint", "ce_only")
-CLASS_WEIGHTINGS = BALANCE_MODES
 
 
 @dataclass(frozen=True)
@@ -135,9 +134,7 @@ class TrainConfig:
         # fail when the config is built, not at the first backward pass
         if self.clip_mode not in CLIP_MODES:
             raise ValueError(f"unknown clip_mode {self.clip_mode!r}; valid: {', '.join(CLIP_MODES)}")
-        if self.class_weighting not in CLASS_WEIGHTINGS:
-            raise ValueError(f"unknown class_weighting {self.class_weighting!r}; "
-                             f"valid: {', '.join(CLASS_WEIGHTINGS)}")
+        check_class_weighting(self.class_weighting)
 
     def to_dict(self) -> dict:
         return asdict(self)

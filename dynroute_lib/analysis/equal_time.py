@@ -29,8 +29,8 @@ def train_wall_s(train_log: Path) -> float:
     return float(sum(ends))
 
 
-def _row(src: dict, ev: dict, wall_s: float, cpu_s: float | None, iters: int) -> dict:
-    return {"model": src["preset"], "miou_pct": ev["miou_pct"], "pixel_acc_pct": ev["pixel_acc_pct"],
+def _row(model: str, ev: dict, wall_s: float, cpu_s: float | None, iters: int) -> dict:
+    return {"model": model, "miou_pct": ev["miou_pct"], "pixel_acc_pct": ev["pixel_acc_pct"],
             "real_gflops_mean": ev["mean_real_gflops"], "real_gflops_max": ev["max_real_gflops"],
             "real_gflops_min": ev["min_real_gflops"], "true_gmacs_mean": ev.get("mean_true_gmacs"),
             "iters": iters, "train_wall_min": wall_s / 60, "train_cpu_min": None if cpu_s is None else cpu_s / 60,
@@ -46,8 +46,7 @@ def compare(row_json: Path, baseline: str, ctx) -> pd.DataFrame:
     budget_s = train_wall_s(src / "train_log.csv")
     mcfg, tcfg = ctx.run_config(baseline, iters=10 ** 6, cpu_budget_min=budget_s / 60)
     out = run_dir_for(mcfg, tcfg, ctx)
-    final = out / "model_final.pt"
-    if not final.is_file():
+    if not (out / "model_final.pt").is_file():
         print(f"[equal-time] {baseline}: {budget_s / 60:.1f} CPU-min (= {row['row']} training wall) -> {out}",
               flush=True)
         summary = train(mcfg, tcfg, out, resume=(out / "last.pt").is_file(), device=ctx.device, progress_bar=False)
@@ -56,9 +55,7 @@ def compare(row_json: Path, baseline: str, ctx) -> pd.DataFrame:
     tj = json.loads((out / "train.json").read_text())
     ev_base = evaluate_run(out, ctx)           # same val images, size and FLOPs accounting as the row
     ev_row = evaluate_run(src, ctx)
-    log = pd.read_csv(out / "train_log.csv")
-    rows = [_row({"preset": row["preset"]}, ev_row, budget_s, None, int(row["iters"])),
-            _row({"preset": baseline}, ev_base, train_wall_s(out / "train_log.csv"), tj.get("train_cpu_s"),
-                 int(log["step"].max()))]
+    rows = [_row(row["preset"], ev_row, budget_s, None, int(row["iters"])),
+            _row(baseline, ev_base, train_wall_s(out / "train_log.csv"), tj.get("train_cpu_s"), int(tj["iters"]))]
     return pd.DataFrame(rows).assign(data=tcfg.data, crop="x".join(map(str, tcfg.crop_hw)), batch=tcfg.batch,
                                      budget_cpu_min=budget_s / 60)

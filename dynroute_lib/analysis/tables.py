@@ -71,7 +71,11 @@ def is_cached(preset: str, ctx, **train_overrides) -> bool:
     """True when ``preset`` has a finished run of this run's model config and recipe (what ``train_or_load``
     would load without training)."""
     mcfg, tcfg = ctx.run_config(preset, **train_overrides)
-    head = read_header(run_dir_for(mcfg, tcfg, ctx) / "model_final.pt")
+    return _finished(mcfg, tcfg, run_dir_for(mcfg, tcfg, ctx))
+
+
+def _finished(mcfg, tcfg, out: Path) -> bool:
+    head = read_header(out / "model_final.pt")
     return bool(head) and head["config_hash"] == mcfg.hash() and \
         json.dumps(io._jsonable(head["train_config"]), sort_keys=True) == \
         json.dumps(io._jsonable(tcfg.to_dict()), sort_keys=True)
@@ -86,7 +90,7 @@ def train_or_load(preset: str, ctx, **train_overrides) -> Path:
     from ..engine.train import train
     mcfg, tcfg = ctx.run_config(preset, **train_overrides)
     out = run_dir_for(mcfg, tcfg, ctx)
-    if is_cached(preset, ctx, **train_overrides):
+    if _finished(mcfg, tcfg, out):
         print(f"[{preset}] cached: {out}")
         return out
     resume = (out / "last.pt").is_file() and (read_header(out / "last.pt") or {}).get("config_hash") == mcfg.hash()

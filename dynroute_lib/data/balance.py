@@ -2,14 +2,14 @@
 the CPU reproduction profile (docs/cpu_reproduction.md).
 
 Why: at the CPU scale (CamVid, C_0 = 16, a few thousand iterations) the thin classes (Pole, Fence, Bicyclist,
-SignSymbol) stay at ~0 IoU under plain CE, which caps mIoU far below the paper's orderings. The weights follow
+SignSymbol) stay at ~0 IoU under plain CE. Measured at T = 3000, ENet weights lift them but cost the large
+classes as much (35.4 % mIoU vs 36.0 % plain), so ``repro`` keeps the paper's plain CE. The weights follow
 ENet (Paszke et al. 2016, Sec. 4): ``w_c = 1 / ln(k + p_c)`` with ``k = 1.02`` and ``p_c`` the class's share of
 the labelled training pixels, which bounds every weight by ``1 / ln(1.02) ~ 50``. ``"median"`` is SegNet's
 median-frequency balancing ``median(p) / p_c``. Frequencies are counted once over the un-augmented train split.
 """
 
 from __future__ import annotations
-
 
 import numpy as np
 import torch
@@ -53,7 +53,7 @@ def class_weights(freq: np.ndarray, mode: str) -> torch.Tensor | None:
 
 
 def describe(weights: torch.Tensor | None) -> str:
-    """Short log line, e.g. ``class weights (enet): 3.1 ... 44.0``."""
+    """Short log line: every weight, then max/min."""
     if weights is None:
         return "class weights: none (plain CE)"
     vals = [f"{v:.2f}" for v in weights.tolist()]

@@ -24,9 +24,9 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 from tqdm import tqdm
 
 from .. import io
-from ..config import CLASS_WEIGHTINGS, ModelConfig, TrainConfig, for_run
+from ..config import ModelConfig, TrainConfig, for_run
 from ..data import build_dataset
-from ..data.balance import class_frequencies, class_weights, describe
+from ..data.balance import MODES as CLASS_WEIGHTINGS, class_frequencies, class_weights, describe
 from ..data.check import validate_split
 from ..data.sampling import SeededBatches, SeededDataset, collate
 from ..model import build_model
@@ -96,10 +96,12 @@ def _start(mcfg: ModelConfig, tcfg: TrainConfig, out: Path, resume: bool, device
                        resize_hw=tuple(tcfg.resize_hw) if tcfg.resize_hw else None)
     if tcfg.cache_data:
         ds.cache_decoded()
-    ce_weight = class_weights(class_frequencies(ds, mcfg.num_classes), tcfg.class_weighting) \
-        if tcfg.class_weighting != "none" else None
-    if ce_weight is not None and d.main:
-        print(f"{tcfg.class_weighting} {describe(ce_weight)}", flush=True)
+    ce_weight = None                        # counting the split's pixels only when weights are asked for
+    if tcfg.class_weighting != "none":
+        ce_weight = class_weights(class_frequencies(ds, mcfg.num_classes), tcfg.class_weighting)
+        if d.main:
+            print(f"{tcfg.class_weighting} {describe(ce_weight)}", flush=True)
+        ce_weight = ce_weight.to(dev)
     net = build_model(mcfg).to(dev)
     fmt = torch.channels_last if tcfg.channels_last else torch.contiguous_format
     net = net.to(memory_format=fmt)
@@ -132,8 +134,7 @@ def _start(mcfg: ModelConfig, tcfg: TrainConfig, out: Path, resume: bool, device
         model = DDP(net, device_ids=[dev.index] if dev.type == "cuda" else None)
     else:
         model = net
-    return _Run(d, dev, fmt, ds, net, model, opt, start, max_iter, last,
-                None if ce_weight is None else ce_weight.to(dev))
+    return _Run(d, dev, fmt, ds, net, model, opt, start, max_iter, last, ce_weight)
 
 
 def _forward(run: _Run, tcfg: TrainConfig, images, masks, step: int):
