@@ -174,3 +174,17 @@ def test_module_has_docstring_and_reasonable_size(name):
     lines = len(path.read_text().splitlines())
     limit = MAX_LINES if name not in LONG_MODULES else 10 ** 6
     assert lines <= limit, f"{path}: {lines} lines (> {MAX_LINES}); split it or add a reason to LONG_MODULES"
+
+
+def test_committed_results_are_not_git_ignored():
+    """results/<stem>/ (runs/, curves/ ...) must be trackable: a bare `runs/` pattern once hid results/repro/runs."""
+    import subprocess
+    REPO = ROOT.parent
+    probes = ["results/repro/runs/x_s0.json", "results/repro/curves/x_s0_val.csv", "results/03_tables/x.csv"]
+    out = subprocess.run(["git", "check-ignore", *probes], cwd=REPO, capture_output=True, text=True)
+    if out.returncode > 1:
+        pytest.skip(f"not a git checkout: {out.stderr.strip()}")
+    assert out.stdout.split() == [], f"git-ignored result paths: {out.stdout.split()}"
+    ignored = subprocess.run(["git", "check-ignore", "runs/x", "checkpoints/x"], cwd=REPO, capture_output=True,
+                             text=True).stdout.split()
+    assert ignored == ["runs/x", "checkpoints/x"]
