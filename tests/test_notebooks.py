@@ -210,3 +210,33 @@ def test_inspector_full_defaults_leave_results_clean(nb, monkeypatch):
     executed = runner.run_notebook(nb, None, {}, timeout_s=600, log_output=False)
     assert results_status() == before, "05 with its defaults changed the committed results/"
     assert executed.parent.parent.name == "_local" and (executed.parent / "inspector_grid.png").is_file()
+
+
+def test_tables_and_fig5_from_the_committed_reproduction(tmp_path, monkeypatch):
+    """03 + 04 with PROFILE="repro", FROM_RESULTS=True on a machine without checkpoints: the tables and Fig. 5
+    come from results/repro (committed rows) and match them; nothing under results/ changes."""
+    import numpy as np
+    from dynroute_lib.paths import RESULTS_DIR
+    rows = {json.loads(p.read_text())["row"]: json.loads(p.read_text())
+            for p in (RESULTS_DIR / "repro" / "runs").glob("*_s0.json")}
+    if "dynamic_raw_l16_s0" not in rows:
+        pytest.skip("no committed Dynamic-Raw row under results/repro/runs")
+    monkeypatch.delenv("DYNROUTE_SMOKE", raising=False)
+    monkeypatch.delenv("DYNROUTE_COMMIT_RESULTS", raising=False)
+    before = results_status()
+    nbs = [n for n in NOTEBOOKS if n.stem in ("03_tables", "04_route_distribution")]
+    for nb, params in runner.resolve_params(nbs, {"PROFILE": "repro", "FROM_RESULTS": True}).items():
+        runner.run_notebook(nb, tmp_path, params, timeout_s=600, log_output=False)
+    assert results_status() == before
+    t4 = pd.read_csv(tmp_path / "03_tables" / "table_4.csv").set_index("preset")
+    for preset in t4.index:
+        got, row = t4.loc[preset, "ours_miou_pct"], rows.get(f"{preset}_s0")
+        assert (np.isnan(got) if row is None else got == pytest.approx(row["miou_pct"])), preset
+    t2 = pd.read_csv(tmp_path / "03_tables" / "table_2.csv").set_index("preset")
+    assert t2.loc["cell_sep2", "ours_miou_pct"] == pytest.approx(rows["dynamic_raw_l16_s0"]["miou_pct"])
+    gated = [m for m in ("dynamic_raw_l16", "dynamic_a", "dynamic_b", "dynamic_c") if f"{m}_s0" in rows]
+    assert sorted((tmp_path / "03_tables" / "route_records").glob("*.npz")) == \
+        sorted(tmp_path / "03_tables" / "route_records" / f"{m}.npz" for m in gated)
+    if len(gated) == 4:
+        summary = pd.read_csv(tmp_path / "04_route_distribution" / "activation_summary.csv")
+        assert len(summary) == 4

@@ -144,3 +144,40 @@ def test_resume_applies_the_requested_gate_lr_multiplier(tmp_path):
     mults = {g["name"]: g["lr_mult"] for g in run.opt.param_groups}
     assert mults and all(v == (2.5 if k.startswith("gate") else 1.0) for k, v in mults.items())
     assert any(k.startswith("gate") for k in mults)
+
+
+def _committed_row(root, row, **fields):
+    import json
+    (root / "runs").mkdir(parents=True, exist_ok=True)
+    (root / "runs" / f"{row}.json").write_text(json.dumps({"row": row, "resolution": "256x320", **fields}))
+
+
+def test_tables_from_committed_rows_expand_aliases_and_mark_the_rest_pending(tmp_path):
+    """Notebook 03's FROM_RESULTS path: committed row JSONs stand in for checkpoints (never committed)."""
+    from dynroute_lib.analysis import tables
+    import numpy as np
+    _committed_row(tmp_path, "dynamic_raw_l16_s0", gate_mode="soft", miou_pct=41.0, gflops_mean=0.36,
+                   allopen_run=0.36, params_m=1.2)
+    _committed_row(tmp_path, "dynamic_raw_l16_s1", gate_mode="soft", miou_pct=99.0)   # another seed: not seed 0
+    _committed_row(tmp_path, "fix_l16_s0", gate_mode="fixed", miou_pct=42.0, gflops_mean=0.31, allopen_run=0.31)
+    plan = tables.plan_runs(["dynamic_raw_l16", "cell_sep2", "fix_l16", "dynamic_a"])
+    runs = repro.committed_runs(tmp_path, plan).set_index("preset")
+    assert runs.loc["cell_sep2", "miou_pct"] == 41.0 == runs.loc["dynamic_raw_l16", "miou_pct"]
+    assert runs.loc["fix_l16", "miou_pct"] == 42.0
+    assert runs.loc["dynamic_a", "note"].startswith("pending") and np.isnan(runs.loc["dynamic_a", "miou_pct"])
+    t4 = tables.build_table("table_4", runs.reset_index(), {"data": "camvid", "resolution": "240x320",
+                                                              "iters": 6000, "device": "cpu"}).set_index("preset")
+    assert t4.loc["fix_l16", "ours_cost_vs_raw_pct"] == pytest.approx(100 * 0.31 / 0.36)
+    # gate records of gated rows go where notebook 04 reads them; per-image FLOPs of every row
+    (tmp_path / "route_records").mkdir()
+    np.savez(tmp_path / "route_records" / "dynamic_raw_l16_s0.npz", g=np.ones(2))
+    (tmp_path / "per_image").mkdir()
+    for row in ("dynamic_raw_l16_s0", "fix_l16_s0"):
+        pd.DataFrame({"image": ["x", "y"], "real_gflops": [0.3, 0.4], "macs_gflops": [0.2, 0.3]}).to_csv(
+            tmp_path / "per_image" / f"{row}.csv", index=False)
+    out = tmp_path / "out"
+    per_image = repro.committed_records(tmp_path, runs.reset_index(), out)
+    assert (out / "route_records" / "dynamic_raw_l16.npz").is_file()
+    assert not (out / "route_records" / "fix_l16.npz").exists()
+    assert sorted(per_image["model"].unique()) == ["dynamic_raw_l16", "fix_l16"] and "true_gmacs" in per_image
+    assert len(per_image) == 4           # the aliases of Raw share one trained model: counted once

@@ -114,3 +114,47 @@ def read_curves(results_dir: Path) -> dict[str, tuple[pd.DataFrame, pd.DataFrame
         val = train.with_name(f"{row}_val.csv")
         out[row] = (pd.read_csv(train), pd.read_csv(val) if val.is_file() else None)
     return out
+
+
+# ---- Tables 1-4 and Fig. 5 from the committed rows (no checkpoints: they are never committed) -----------------
+RUN_FIELDS = ("trained_as", "config_hash", "gate_mode", "note", "miou_pct", "gflops_mean", "gflops_max",
+              "gflops_min", "true_gmacs_mean", "params_m", "allopen_run", "allopen_1024", "resolution", "iters",
+              "eval_images", "train_wall_s", "eval_wall_s", "converged", "tail_gain_points", "pixel_acc_pct")
+
+
+def committed_runs(results_dir: Path, plan_df: pd.DataFrame, seed: int = 0) -> pd.DataFrame:
+    """What ``tables.run_all`` returns, read from ``<results_dir>/runs/<preset>_s<seed>.json`` instead of
+    checkpoints: one line per table preset (aliases expanded); rows not finished yet are ``pending``.
+
+    This is how notebooks 03/04 show the reproduction on any machine: the suite's checkpoints live only where
+    they were trained, its per-row results are committed.
+    """
+    rows = []
+    for r in plan_df.itertuples():
+        path = Path(results_dir) / "runs" / f"{row_name(r.model, seed)}.json"
+        if not (r.run and path.is_file()):
+            note = "pending (not trained yet)" if r.run else "not run"
+            rows += [{"preset": a, "trained_as": r.model, "note": note} for a in r.aliases.split()]
+            continue
+        d = json.loads(path.read_text())
+        keep = {k: d.get(k) for k in RUN_FIELDS}
+        keep.update(trained_as=r.model, row=d.get("row"), git_sha=d.get("git_sha"))
+        rows += [{**keep, "preset": a} for a in r.aliases.split()]
+    return pd.DataFrame(rows)
+
+
+def committed_records(results_dir: Path, runs: pd.DataFrame, out: Path) -> pd.DataFrame:
+    """Copy the gated rows' gate records to ``<out>/route_records/<model>.npz`` (what notebook 04 reads) and
+    return the per-image FLOPs of every finished row (``tables.export_records`` for committed rows)."""
+    from .tables import per_image_frame
+    frames = []
+    done = runs.dropna(subset=["row"]) if "row" in runs else runs.iloc[:0]
+    for r in done.drop_duplicates("trained_as").itertuples():
+        rec = Path(results_dir) / "route_records" / f"{r.row}.npz"
+        if r.gate_mode == "soft" and rec.is_file():
+            (Path(out) / "route_records").mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(rec, Path(out) / "route_records" / f"{r.trained_as}.npz")
+        csv = Path(results_dir) / "per_image" / f"{r.row}.csv"
+        if csv.is_file():
+            frames.append(per_image_frame(pd.read_csv(csv), r.trained_as, r.resolution))
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()

@@ -313,12 +313,13 @@ def export_records(runs: pd.DataFrame, ctx) -> pd.DataFrame:
         if r.gate_mode == "soft" and (ev / "records.npz").is_file():
             dst = _mkdir(ctx.out / "route_records") / f"{r.trained_as}.npz"
             shutil.copyfile(ev / "records.npz", dst)
-        df = pd.read_csv(ev / "per_image.csv")
-        frames.append(df.assign(model=r.trained_as, resolution=r.resolution))
-    per_image = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
-    cols = {"real_gflops": "real_gflops", "exec_gflops": "exec_gflops", "expected_gflops": "expected_gflops",
-            "macs_gflops": "true_gmacs"}
-    return per_image.rename(columns=cols)
+        frames.append(per_image_frame(pd.read_csv(ev / "per_image.csv"), r.trained_as, r.resolution))
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def per_image_frame(df: pd.DataFrame, model: str, resolution: str) -> pd.DataFrame:
+    """An evaluation's ``per_image.csv`` as rows of ``per_image_gflops.csv`` (model, resolution, unit names)."""
+    return df.assign(model=model, resolution=resolution).rename(columns={"macs_gflops": "true_gmacs"})
 
 
 # ---- 02: training curves ---------------------------------------------------------------------------------------
