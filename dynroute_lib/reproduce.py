@@ -4,7 +4,8 @@ Each row (preset x seed of ``analysis.repro.SUITE``) is trained or resumed in it
 ``checkpoints/repro/`` and its results are written the moment it finishes, to ``results/repro/`` with
 ``--commit-results`` (else to the git-ignored ``results/_local/repro/``). See
 ``docs/cpu_reproduction.md``; the notebooks rebuild the tables from the same cache with
-``python -m dynroute_lib run --profile repro``.
+``python -m dynroute_lib run --profile repro``. A row whose results are already written is skipped (its
+checkpoint may exist only on the machine that trained it); ``--retrain`` trains it again.
 """
 from __future__ import annotations
 
@@ -24,6 +25,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--commit-results", action="store_true",
                     help="write the tracked results/repro/ (default: the git-ignored results/_local/repro/)")
     ap.add_argument("--list", action="store_true", help="print the plan and which rows are done, then stop")
+    ap.add_argument("--retrain", action="store_true",
+                    help="train rows whose results are already written too (default: skip them)")
     ap.add_argument("--device", default="auto")
     a = ap.parse_args(argv)
     try:
@@ -37,6 +40,10 @@ def main(argv: list[str] | None = None) -> int:
             done = (ctx.out / "runs" / f"{row_name(preset, seed)}.json").is_file()
             if a.list:
                 print(f"{row_name(preset, seed):24s} {'done' if done else 'pending'}")
+                continue
+            if done and not a.retrain:   # its results exist (its checkpoint may live on another machine only)
+                print(f"[repro] {row_name(preset, seed)}: done ({ctx.out / 'runs'}), skipped; --retrain to redo it",
+                      flush=True)
                 continue
             r = run_one(preset, seed, ctx)
             print(f"[repro] {row_name(preset, seed)}: mIoU {r.get('miou_pct', float('nan')):.2f} %, cost "

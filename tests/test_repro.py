@@ -181,3 +181,19 @@ def test_tables_from_committed_rows_expand_aliases_and_mark_the_rest_pending(tmp
     assert not (out / "route_records" / "fix_l16.npz").exists()
     assert sorted(per_image["model"].unique()) == ["dynamic_raw_l16", "fix_l16"] and "true_gmacs" in per_image
     assert len(per_image) == 4           # the aliases of Raw share one trained model: counted once
+
+
+def test_repro_skips_rows_whose_results_exist_unless_retrain(tmp_path, monkeypatch, capsys):
+    """A finished row (its JSON written, its checkpoint maybe on another machine) is not trained again."""
+    from dynroute_lib import reproduce
+    trained = []
+    monkeypatch.setattr(reproduce, "run_one", lambda p, s, ctx: trained.append((p, s)) or {"preset": p})
+    monkeypatch.setattr(reproduce, "RESULTS_DIR", tmp_path)
+    monkeypatch.delenv("DYNROUTE_SMOKE", raising=False)
+    monkeypatch.setenv("DYNROUTE_COMMIT_RESULTS", "")      # recorded, so the "1" main() sets is undone afterwards
+    _committed_row(tmp_path / "repro", "fix_l16_s0", miou_pct=42.0)
+    assert reproduce.main(["--only", "fix_l16", "--seeds", "0", "1", "--commit-results"]) == 0
+    assert trained == [("fix_l16", 1)] and "fix_l16_s0: done" in capsys.readouterr().out
+    assert reproduce.main(["--only", "fix_l16", "--seeds", "0", "--commit-results", "--retrain"]) == 0
+    assert trained[-1] == ("fix_l16", 0)
+
