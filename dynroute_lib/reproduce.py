@@ -13,7 +13,7 @@ import argparse
 import os
 import sys
 
-from .analysis.repro import PROFILE, plan, row_name, run_one
+from .analysis.repro import PROFILE, plan, row_name, run_one, summary_markdown
 from .notebook import setup
 from .paths import RESULTS_DIR
 
@@ -27,6 +27,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--list", action="store_true", help="print the plan and which rows are done, then stop")
     ap.add_argument("--retrain", action="store_true",
                     help="train rows whose results are already written too (default: skip them)")
+    ap.add_argument("--summary", action="store_true", help="print the finished rows as a Markdown table, then stop")
     ap.add_argument("--device", default="auto")
     a = ap.parse_args(argv)
     try:
@@ -36,6 +37,9 @@ def main(argv: list[str] | None = None) -> int:
         ctx = setup("repro", profile=PROFILE, device=a.device, results_root=str(RESULTS_DIR) if a.commit_results else "")
         if ctx.smoke:
             raise ValueError("DYNROUTE_SMOKE is set: the reproduction has no smoke mode (use `make smoke`)")
+        if a.summary:
+            print(summary_markdown(ctx.out))
+            return 0
         for preset, seed in pairs:
             done = (ctx.out / "runs" / f"{row_name(preset, seed)}.json").is_file()
             if a.list:

@@ -197,3 +197,16 @@ def test_repro_skips_rows_whose_results_exist_unless_retrain(tmp_path, monkeypat
     assert reproduce.main(["--only", "fix_l16", "--seeds", "0", "--commit-results", "--retrain"]) == 0
     assert trained[-1] == ("fix_l16", 0)
 
+
+
+def test_summary_markdown_states_cost_vs_raw_and_convergence(tmp_path):
+    base = {"pixel_acc_pct": 80.0, "params_m": 1.0, "gflops_spread": 0.05}
+    _committed_row(tmp_path, "dynamic_raw_l16_s0", preset="dynamic_raw_l16", miou_pct=40.0, gflops_mean=0.4,
+                   gflops_max=0.4, gflops_min=0.4, converged=False, tail_gain_points=1.5, **base)
+    _committed_row(tmp_path, "dynamic_a_s0", preset="dynamic_a", miou_pct=30.0, gflops_mean=0.2, gflops_max=0.21,
+                   gflops_min=0.2, converged=True, tail_gain_points=-0.5, **base)
+    md = repro.summary_markdown(tmp_path).splitlines()
+    assert len(md) == 4
+    a = next(line for line in md if line.startswith("| dynamic_a_s0"))
+    assert "| 72.8 / 44.9 |" in a and "**30.0**" in a and "| 50.0 % |" in a and "yes (-0.5)" in a
+    assert repro.summary_markdown(tmp_path / "none") == "(no finished rows)"

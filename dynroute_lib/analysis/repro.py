@@ -158,3 +158,23 @@ def committed_records(results_dir: Path, runs: pd.DataFrame, out: Path) -> pd.Da
         if csv.is_file():
             frames.append(per_image_frame(pd.read_csv(csv), r.trained_as, r.resolution))
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def summary_markdown(results_dir: Path) -> str:
+    """The finished rows as the Markdown table of the docs (``python -m dynroute_lib repro --summary``):
+    paper mIoU / GFLOPs beside ours, real cost vs the seed-0 Raw row, per-image spread, convergence."""
+    from .paper import PAPER
+    rows = collect(results_dir)
+    if not len(rows):
+        return "(no finished rows)"
+    raw = rows.set_index("row")["gflops_mean"].get("dynamic_raw_l16_s0", float("nan"))
+    out = ["| row | paper mIoU % / GFLOPs | ours mIoU % | pixel acc % | params M | real GFLOPs/image mean (max, min) "
+           "| cost vs Raw s0 | (max − min) / mean | converged (last-20 % gain) |", "|---" * 9 + "|"]
+    for r in rows.itertuples():
+        p = PAPER.get(r.preset, (None, None))
+        paper = f"{p[0]} / {p[1]}" if p[0] is not None else "–"
+        conv = f"{'yes' if r.converged else 'no'} ({r.tail_gain_points:+.1f})"
+        out.append(f"| {r.row} | {paper} | **{r.miou_pct:.1f}** | {r.pixel_acc_pct:.1f} | {r.params_m:.3f} | "
+                   f"{r.gflops_mean:.3f} ({r.gflops_max:.3f}, {r.gflops_min:.3f}) | {100 * r.gflops_mean / raw:.1f} % | "
+                   f"{100 * r.gflops_spread:.1f} % | {conv} |")
+    return "\n".join(out)
