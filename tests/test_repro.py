@@ -176,7 +176,10 @@ def test_tables_from_committed_rows_expand_aliases_and_mark_the_rest_pending(tmp
         pd.DataFrame({"image": ["x", "y"], "real_gflops": [0.3, 0.4], "macs_gflops": [0.2, 0.3]}).to_csv(
             tmp_path / "per_image" / f"{row}.csv", index=False)
     out = tmp_path / "out"
+    (out / "route_records").mkdir(parents=True)
+    (out / "route_records" / "cell_mbconv.npz").write_bytes(b"stale")    # an earlier run's record of a pending row
     per_image = repro.committed_records(tmp_path, runs.reset_index(), out)
+    assert not (out / "route_records" / "cell_mbconv.npz").exists()
     assert (out / "route_records" / "dynamic_raw_l16.npz").is_file()
     assert not (out / "route_records" / "fix_l16.npz").exists()
     assert sorted(per_image["model"].unique()) == ["dynamic_raw_l16", "fix_l16"] and "true_gmacs" in per_image

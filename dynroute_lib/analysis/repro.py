@@ -147,6 +147,7 @@ def committed_records(results_dir: Path, runs: pd.DataFrame, out: Path) -> pd.Da
     """Copy the gated rows' gate records to ``<out>/route_records/<model>.npz`` (what notebook 04 reads) and
     return the per-image FLOPs of every finished row (``tables.export_records`` for committed rows)."""
     from .tables import per_image_frame
+    shutil.rmtree(Path(out) / "route_records", ignore_errors=True)   # mirror the finished rows: no stale records
     frames = []
     done = runs.dropna(subset=["row"]) if "row" in runs else runs.iloc[:0]
     for r in done.drop_duplicates("trained_as").itertuples():
