@@ -201,7 +201,6 @@ def test_repro_skips_rows_whose_results_exist_unless_retrain(tmp_path, monkeypat
     assert trained[-1] == ("fix_l16", 0)
 
 
-
 def test_summary_markdown_states_cost_vs_raw_and_convergence(tmp_path):
     base = {"pixel_acc_pct": 80.0, "params_m": 1.0, "gflops_spread": 0.05}
     _committed_row(tmp_path, "dynamic_raw_l16_s0", preset="dynamic_raw_l16", miou_pct=40.0, gflops_mean=0.4,

@@ -117,7 +117,7 @@ def read_curves(results_dir: Path) -> dict[str, tuple[pd.DataFrame, pd.DataFrame
 
 
 # ---- Tables 1-4 and Fig. 5 from the committed rows (no checkpoints: they are never committed) -----------------
-RUN_FIELDS = ("trained_as", "config_hash", "gate_mode", "note", "miou_pct", "gflops_mean", "gflops_max",
+RUN_FIELDS = ("config_hash", "gate_mode", "note", "miou_pct", "gflops_mean", "gflops_max",
               "gflops_min", "true_gmacs_mean", "params_m", "allopen_run", "allopen_1024", "resolution", "iters",
               "eval_images", "train_wall_s", "eval_wall_s", "converged", "tail_gain_points", "pixel_acc_pct")
 
@@ -138,7 +138,7 @@ def committed_runs(results_dir: Path, plan_df: pd.DataFrame, seed: int = 0) -> p
             continue
         d = json.loads(path.read_text())
         keep = {k: d.get(k) for k in RUN_FIELDS}
-        keep.update(trained_as=r.model, row=d.get("row"), git_sha=d.get("git_sha"))
+        keep.update(trained_as=r.model, row=d.get("row"), git_sha=d.get("git_sha"))   # the plan names the model
         rows += [{**keep, "preset": a} for a in r.aliases.split()]
     return pd.DataFrame(rows)
 
