@@ -137,8 +137,8 @@ def committed_runs(results_dir: Path, plan_df: pd.DataFrame, seed: int = 0) -> p
             rows += [{"preset": a, "trained_as": r.model, "note": note} for a in r.aliases.split()]
             continue
         d = json.loads(path.read_text())
-        keep = {k: d.get(k) for k in RUN_FIELDS}
-        keep.update(trained_as=r.model, row=d.get("row"), git_sha=d.get("git_sha"))   # the plan names the model
+        keep = {"trained_as": r.model, **{k: d.get(k) for k in RUN_FIELDS}, "row": d.get("row"),   # the plan names
+                "git_sha": d.get("git_sha")}                                                        # the model
         rows += [{**keep, "preset": a} for a in r.aliases.split()]
     return pd.DataFrame(rows)
 
