@@ -20,6 +20,8 @@ class ModelConfig:
     num_layers: int = 16              # Layer16 / Layer33
     num_classes: int = 19             # Cityscapes; set per data set
     base_channels: int = 64           # C_0; scale s has base_channels * 2**s channels (reduced in smoke runs)
+    io_channels: int = 0              # width of the stem and the decoder's last stage; 0 = C_0 (paper). A stated
+                                      # departure for the CPU reproduction's lever experiment (docs/cpu_reproduction.md)
     cell_type: str = "sep2"           # sep1 | sep2 (paper default) | sep3 | bottleneck | mbconv (Table 2)
     gate_mode: str = "soft"           # soft: learned gates (Eq. 3) | fixed: constant route, no gate modules
     gate_activation: str = "relu_tanh"  # relu_tanh = max(0, tanh) (paper) | sigmoid | softmax (Table 3)
@@ -35,7 +37,10 @@ class ModelConfig:
     normalization: str = "official_bgr"  # input convention: official_bgr | imagenet_rgb
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        d = asdict(self)
+        if not d["io_channels"]:      # absent at the paper's default: earlier configs keep their hash (run dirs)
+            del d["io_channels"]
+        return d
 
     def hash(self) -> str:
         return hashlib.sha1(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()[:12]

@@ -22,7 +22,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from .analysis.paper import STATIC as PAPER
 from .config import PRESETS, get_preset
 from .model import build_model
-from .model.costs import cost_table
+from .model.costs import table_for
 from .model.node import NodeState
 from .routes import RouteMask, all_nodes, liveness, node_paths
 
@@ -52,7 +52,7 @@ def route_flops(net, height: int, width: int, mask: RouteMask | None = None) -> 
 def dense_flops(cfg, height: int, width: int, gates: bool) -> float:
     """FLOPs the dense executor runs per image: every cell (init cell too), every transform (last keep ReLUs
     too), the head at true sizes, the stem, and every gate when learned gates run (official primitives)."""
-    t = cost_table(cfg.base_channels, cfg.cell_type, gates, cfg.small_gate, cfg.num_classes, height, width)
+    t = table_for(cfg, gates, height, width)
     L = cfg.num_layers
     total = t.stem + sum(t.head_true_stage)
     for layer, s in all_nodes(L):

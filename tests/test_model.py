@@ -260,3 +260,44 @@ def test_forced_route_real_flops_drop():
         _, less = net(torch.randn(1, 3, 64, 96) * 50)
     assert less.real_gflops.item() < full.real_gflops.item()
     assert less.gates[node_key(2, 1)].abs().sum() == 0
+
+
+# ---- io_channels: wider stem and last decoder stage (CPU-reproduction lever experiment) ----------------------
+def test_io_channels_default_keeps_the_paper_model_and_its_hash():
+    cfg = get_preset("dynamic_raw_l16", base_channels=8)
+    assert "io_channels" not in cfg.to_dict()           # run directories of earlier configs stay valid
+    wide = get_preset("dynamic_raw_l16", base_channels=8, io_channels=32)
+    assert wide.to_dict()["io_channels"] == 32 and wide.hash() != cfg.hash()
+    assert type(cfg).from_dict(wide.to_dict()) == wide
+    with torch.device("meta"):
+        assert build_model(cfg).backbone.stem.stem_1.out_channels == 8
+
+
+def test_io_channels_costs_and_executors():
+    """The stem and head priced by the cost table follow the module widths (hand count), the sparse and dense
+    executors agree on a wide-io model, and so do plain and dense on the all-open route."""
+    net = tiny("dynamic_raw_l16", num_layers=4, io_channels=32)
+    stem, head = net.backbone.stem, net.sem_seg_head
+    assert stem.stem_1.out_channels == 32 and stem.stem_3[1].out_channels == 8
+    assert head.layer_decoder_list[0].out_channels == 32 and head.predictor.in_channels == 32
+    h, w = 64, 96
+    t = net.cost_table(h, w)
+    h1, w1, h2, w2 = h // 2, w // 2, h // 4, w // 4        # official rule: maps counted as H / stride
+    hand_stem = (27 * 32 + 3 * 32) * h1 * w1 + (9 * 32 + 32 * 32 + 3 * 32) * h1 * w1 \
+        + 9 * 32 * h2 * w2 + (32 * 8 + 3 * 8) * h2 * w2
+    assert t.stem == hand_stem
+    h0, w0 = h // 4, w // 4
+    assert t.head_true_stage[0] == (8 * 32 + 3 * 32) * h0 * w0 + 9 * 32 * 5 * h0 * w0
+    x = torch.randn(2, 3, h, w) * 50
+    out = {}
+    with torch.no_grad():
+        for ex in ("sparse", "dense"):
+            net.executor = ex
+            out[ex] = net(x)
+    assert torch.allclose(out["sparse"][0], out["dense"][0], atol=1e-4)
+    assert torch.equal(out["sparse"][1].real_gflops, out["dense"][1].real_gflops)
+    net.set_forced_route(RouteMask.full(4))               # plain = the all-open network without gates
+    with torch.no_grad():
+        forced = net(x)[0]
+        net.executor = "plain"
+        assert torch.allclose(net(x)[0], forced, atol=1e-4)

@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..model.costs import cost_table
+from ..model.costs import table_for
 from ..routes import RouteMask, all_nodes, node_paths
 from ..routes.random_masks import routing_flops
 
@@ -84,7 +84,7 @@ def _stats(times: list[float]) -> dict:
 
 def _routing_keep(aux, cfg, height: int, width: int, gated: bool) -> float:
     """Official real FLOPs of the routing space (stem and head excluded) / those of the all-open route."""
-    t = cost_table(cfg.base_channels, cfg.cell_type, gated, cfg.small_gate, cfg.num_classes, height, width)
+    t = table_for(cfg, gated, height, width)
     full = routing_flops(RouteMask.full(cfg.num_layers), cfg, height, width)
     if gated:   # the official real count books every routing node's gate
         full += sum(t.gate[s][len(node_paths(layer, s, cfg.num_layers))]

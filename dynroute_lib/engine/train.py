@@ -285,6 +285,7 @@ def _parser() -> argparse.ArgumentParser:
     ap.add_argument("--seed", type=int)
     ap.add_argument("--precise-bn", type=int, help="precise-BN batches at the end (0 = off)")
     ap.add_argument("--base-channels", type=int, help="override C_0 (64 in the paper)")
+    ap.add_argument("--io-channels", type=int, help="stem and last decoder stage width (default C_0, the paper)")
     ap.add_argument("--class-weighting", choices=CLASS_WEIGHTINGS, help="class-balanced CE (default: the profile's)")
     ap.add_argument("--scale-range", type=float, nargs=2, metavar=("LO", "HI"), help="random-scale augmentation")
     ap.add_argument("--gate-lr-mult", type=float, help="LR multiplier of the gate parameters")
@@ -309,6 +310,8 @@ def main(argv: list[str] | None = None) -> int:
         mcfg, tcfg = for_run(a.preset, profile=a.profile, smoke=a.smoke, **over)
         if a.base_channels:
             mcfg = replace(mcfg, base_channels=a.base_channels)
+        if a.io_channels:
+            mcfg = replace(mcfg, io_channels=a.io_channels)
         validate_split(tcfg.data, tcfg.data_root or None, "val" if a.eval else "train")   # before anything is written
         with io.Timer() as t:
             summary = train(mcfg, tcfg, a.out, resume=a.resume, device=a.device)

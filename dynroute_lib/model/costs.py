@@ -65,9 +65,15 @@ class CostTable:
     head_true_stage: tuple[float, ...] # per decoder stage (scale), true map sizes; predictor in stage 0
 
 
+def table_for(cfg, gated: bool, height: int, width: int) -> CostTable:
+    """The cost table of a ModelConfig at this input size (``gated``: learned gates run and count)."""
+    return cost_table(cfg.base_channels, cfg.cell_type, gated, cfg.small_gate, cfg.num_classes, height, width,
+                      cfg.io_channels)
+
+
 @lru_cache(maxsize=64)
 def cost_table(base_channels: int, cell_type: str, gated: bool, small_gate: bool, num_classes: int,
-               height: int, width: int) -> CostTable:
+               height: int, width: int, io_channels: int = 0) -> CostTable:
     with torch.device("meta"):                       # shapes only: no memory, no compute
         cells, trans, gates = [], [], []
         h0, w0 = height // 4, width // 4
@@ -78,17 +84,17 @@ def cost_table(base_channels: int, cell_type: str, gated: bool, small_gate: bool
                           "down": official_flops(make_down(c), c, h, w)[0]})
             hg, wg = small_gate_hw(h, w) if small_gate else (h, w)
             gates.append({n: (official_flops(make_gate(c, n), c, hg, wg)[0] if gated else 0.0) for n in (1, 2, 3)})
-        stem = official_flops(Stem(base_channels), 3, height, width)[0]
-        dec = _decoder_stages(base_channels, num_classes)
+        stem = official_flops(Stem(base_channels, io_channels), 3, height, width)[0]
+        dec = _decoder_stages(base_channels, num_classes, io_channels or base_channels)
         head_off = sum(official_flops(m, 0, height // 2 ** (s + 2), height // 2 ** (s + 2))[0]
                        for s, m in enumerate(dec))
         head_true = tuple(official_flops(m, 0, h0 >> s, w0 >> s)[0] for s, m in enumerate(dec))
     return CostTable(tuple(cells), tuple(trans), tuple(gates), stem, head_off, head_true)
 
 
-def _decoder_stages(c: int, k: int) -> list[nn.Module]:
+def _decoder_stages(c: int, k: int, w: int) -> list[nn.Module]:
     """Decoder stage s as a Sequential for counting (stage 0 includes the 3x3 predictor, bias not counted)."""
-    stages = [nn.Sequential(ConvNorm(c, c, 1, relu=True), nn.Conv2d(c, k, 3, padding=1))]
+    stages = [nn.Sequential(ConvNorm(c, w, 1, relu=True), nn.Conv2d(w, k, 3, padding=1))]
     stages += [ConvNorm(c * 2 ** s, c * 2 ** (s - 1), 1, relu=True) for s in (1, 2, 3)]
     return stages
 

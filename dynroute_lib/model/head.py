@@ -15,13 +15,14 @@ from .node import Edge, RowCtx, row_mask, sum_parts
 
 
 class Decoder(nn.Module):
-    def __init__(self, base_channels: int, num_classes: int):
+    def __init__(self, base_channels: int, num_classes: int, io: int | None = None):
         super().__init__()
-        c = base_channels
-        # index = scale; stage s maps C_s -> C_{s-1} (scale 0: 64 -> 64), as in the official head
+        c, w = base_channels, io or base_channels
+        # index = scale; stage s maps C_s -> C_{s-1} (scale 0: 64 -> 64), as in the official head; ``io``
+        # widens stage 0's output and the predictor's input (ModelConfig.io_channels)
         self.layer_decoder_list = nn.ModuleList(
-            [ConvNorm(c, c, 1, relu=True)] + [ConvNorm(c * 2 ** s, c * 2 ** (s - 1), 1, relu=True) for s in (1, 2, 3)])
-        self.predictor = nn.Conv2d(c, num_classes, 3, padding=1, bias=True)
+            [ConvNorm(c, w, 1, relu=True)] + [ConvNorm(c * 2 ** s, c * 2 ** (s - 1), 1, relu=True) for s in (1, 2, 3)])
+        self.predictor = nn.Conv2d(w, num_classes, 3, padding=1, bias=True)
 
     def _out(self, feat: torch.Tensor) -> torch.Tensor:
         return F.interpolate(self.predictor(feat), scale_factor=4, mode="bilinear", align_corners=False)

@@ -46,13 +46,17 @@ def dw3x3(c: int, stride: int = 1) -> ConvNorm:
 
 
 class Stem(nn.Module):
-    """Stem to stride 4 (spec Sec. 2.3): 3x3 s2 conv (padding 0) + two separable blocks, the second s2."""
+    """Stem to stride 4 (spec Sec. 2.3): 3x3 s2 conv (padding 0) + two separable blocks, the second s2.
 
-    def __init__(self, c: int = 64):
+    ``io`` (default ``c``): width of the stem's inner layers; the last 1x1 maps it to the routing space's ``c``.
+    """
+
+    def __init__(self, c: int = 64, io: int | None = None):
         super().__init__()
-        self.stem_1 = ConvNorm(3, c, 3, stride=2, padding=0, relu=True)
-        self.stem_2 = nn.Sequential(dw3x3(c), ConvNorm(c, c, 1, relu=True))
-        self.stem_3 = nn.Sequential(dw3x3(c, stride=2), ConvNorm(c, c, 1, relu=True))
+        w = io or c
+        self.stem_1 = ConvNorm(3, w, 3, stride=2, padding=0, relu=True)
+        self.stem_2 = nn.Sequential(dw3x3(w), ConvNorm(w, w, 1, relu=True))
+        self.stem_3 = nn.Sequential(dw3x3(w, stride=2), ConvNorm(w, c, 1, relu=True))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.stem_3(self.stem_2(self.stem_1(x)))

@@ -18,7 +18,7 @@ from ..routes.masks import RouteMask, liveness
 from ..routes.modeled import modeled_route
 from ..routes.space import all_nodes, incoming, layer_scales, node_key, node_paths
 from .budget import budget_loss, total_loss
-from .costs import cost_table, full_expected_flops, host_route_costs, route_costs
+from .costs import full_expected_flops, host_route_costs, route_costs, table_for
 from .head import Decoder
 from .layers import Stem, init_weights
 from .node import Edge, Node, NodeState
@@ -54,12 +54,12 @@ class DynamicRoutingNet(nn.Module):
             return Node(layer, s, cfg, self.route.paths[(layer, s)] if self.fixed else None)
 
         self.backbone = nn.Module()
-        self.backbone.stem = Stem(c0)
+        self.backbone.stem = Stem(c0, cfg.io_channels)
         self.backbone.init_layer = make(-1, 0) if (-1, 0) in built else None
         self.backbone.all_cell_list = nn.ModuleList(
             nn.ModuleDict({str(s): make(layer, s) for s in layer_scales(layer) if (layer, s) in built})
             for layer in range(L))
-        self.sem_seg_head = Decoder(c0, cfg.num_classes)
+        self.sem_seg_head = Decoder(c0, cfg.num_classes, cfg.io_channels)
         init_weights(self, cfg.gate_init_bias)
         self.executor = "sparse"                # eval executor: "sparse" (default), "dense" masked reference, or
                                                 # "plain" (all-open network, no gates: the speed reference)
@@ -186,8 +186,7 @@ class DynamicRoutingNet(nn.Module):
 
     # ---- costs ----------------------------------------------------------------------------------------
     def cost_table(self, height: int, width: int):
-        c = self.cfg
-        return cost_table(c.base_channels, c.cell_type, not self.fixed, c.small_gate, c.num_classes, height, width)
+        return table_for(self.cfg, not self.fixed, height, width)
 
     def full_expected_flops(self, height: int, width: int) -> float:
         """C of Eq. 9: expected cost with every node and path of the whole space open (official bookkeeping)."""

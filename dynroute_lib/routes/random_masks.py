@@ -13,14 +13,14 @@ from __future__ import annotations
 
 import random
 
-from ..model.costs import cost_table
+from ..model.costs import table_for
 from .masks import RouteMask, liveness
 from .space import all_nodes, node_paths
 
 
 def routing_flops(mask: RouteMask, cfg, height: int, width: int) -> float:
     """Official real FLOPs of the routing space for a forced (strict) route at this input size."""
-    t = cost_table(cfg.base_channels, cfg.cell_type, False, cfg.small_gate, cfg.num_classes, height, width)
+    t = table_for(cfg, False, height, width)
     L = mask.num_layers
     _, computed = liveness(mask)
     total = 0.0
