@@ -4,13 +4,12 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 
 from . import io
 from .analysis.equal_time import PROFILE, compare
 from .notebook import setup
-from .paths import RESULTS_DIR
+from .paths import RESULTS_DIR, commit_mode
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -26,16 +25,16 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if not row_json.is_file():
             raise FileNotFoundError(f"{row_json}: no such finished row (run `python -m dynroute_lib repro` first)")
-        if a.commit_results:
-            os.environ["DYNROUTE_COMMIT_RESULTS"] = "1"
-        ctx = setup("camvid_equal_time", profile=PROFILE, device=a.device, results_root=str(root))
-        df = compare(row_json, a.baseline, ctx)
+        with commit_mode(a.commit_results):
+            ctx = setup("camvid_equal_time", profile=PROFILE, device=a.device, results_root=str(root))
+            df = compare(row_json, a.baseline, ctx)
+            io.save_csv(ctx.out / "comparison.csv", df)
+            io.save_json(ctx.out / "run.json", io.provenance(
+                {"command": io.command_line("dynroute_lib equal-time", argv), "row": a.row, "baseline": a.baseline},
+                device=ctx.device))
     except (ValueError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    io.save_csv(ctx.out / "comparison.csv", df)
-    io.save_json(ctx.out / "run.json", io.provenance({"command": io.command_line("dynroute_lib equal-time", argv),
-                                                      "row": a.row, "baseline": a.baseline}, device=ctx.device))
     print(df.round(3).to_string(index=False))
     return 0
 

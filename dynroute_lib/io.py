@@ -80,6 +80,12 @@ def save_json(path: str | Path, obj: Any) -> Path:
     return _atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
 
 
+def copy_file(src: str | Path, dst: str | Path) -> Path:
+    """Copies ``src`` to ``dst`` atomically (parent folders are created)."""
+    import shutil
+    return _atomic_write(dst, lambda tmp: shutil.copyfile(src, tmp))
+
+
 def save_csv(path: str | Path, df: Any, **to_csv_kwargs: Any) -> Path:
     """Writes a pandas DataFrame without its index (tidy tables carry no index column)."""
     to_csv_kwargs.setdefault("index", False)

@@ -10,12 +10,11 @@ checkpoint may exist only on the machine that trained it); ``--retrain`` trains 
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 
 from .analysis.repro import PROFILE, plan, row_name, run_one, summary_markdown
 from .notebook import setup
-from .paths import RESULTS_DIR
+from .paths import RESULTS_DIR, commit_mode
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -32,30 +31,33 @@ def main(argv: list[str] | None = None) -> int:
     a = ap.parse_args(argv)
     try:
         pairs = plan(a.only, a.seeds)
-        if a.commit_results:          # the explicit command that writes the committed copy (as `run --commit-results`)
-            os.environ["DYNROUTE_COMMIT_RESULTS"] = "1"
-        ctx = setup("repro", profile=PROFILE, device=a.device, results_root=str(RESULTS_DIR) if a.commit_results else "")
-        if ctx.smoke:
-            raise ValueError("DYNROUTE_SMOKE is set: the reproduction has no smoke mode (use `make smoke`)")
-        if a.summary:
-            print(summary_markdown(ctx.out))
-            return 0
-        for preset, seed in pairs:
-            done = (ctx.out / "runs" / f"{row_name(preset, seed)}.json").is_file()
-            if a.list:
-                print(f"{row_name(preset, seed):24s} {'done' if done else 'pending'}")
-                continue
-            if done and not a.retrain:   # its results exist (its checkpoint may live on another machine only)
-                print(f"[repro] {row_name(preset, seed)}: done ({ctx.out / 'runs'}), skipped; --retrain to redo it",
-                      flush=True)
-                continue
-            r = run_one(preset, seed, ctx)
-            print(f"[repro] {row_name(preset, seed)}: mIoU {r.get('miou_pct', float('nan')):.2f} %, cost "
-                  f"{r.get('cost_vs_allopen', float('nan')):.3f} of all-open, converged {r.get('converged')}", flush=True)
+        with commit_mode(a.commit_results):   # the explicit command that writes the committed copy (as `run`)
+            _run(a, pairs)
     except (ValueError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     return 0
+
+
+def _run(a, pairs) -> None:
+    ctx = setup("repro", profile=PROFILE, device=a.device, results_root=str(RESULTS_DIR) if a.commit_results else "")
+    if ctx.smoke:
+        raise ValueError("DYNROUTE_SMOKE is set: the reproduction has no smoke mode (use `make smoke`)")
+    if a.summary:
+        print(summary_markdown(ctx.out))
+        return
+    for preset, seed in pairs:
+        done = (ctx.out / "runs" / f"{row_name(preset, seed)}.json").is_file()
+        if a.list:
+            print(f"{row_name(preset, seed):24s} {'done' if done else 'pending'}")
+            continue
+        if done and not a.retrain:   # its results exist (its checkpoint may live on another machine only)
+            print(f"[repro] {row_name(preset, seed)}: done ({ctx.out / 'runs'}), skipped; --retrain to redo it",
+                  flush=True)
+            continue
+        r = run_one(preset, seed, ctx)
+        print(f"[repro] {row_name(preset, seed)}: mIoU {r.get('miou_pct', float('nan')):.2f} %, cost "
+              f"{r.get('cost_vs_allopen', float('nan')):.3f} of all-open, converged {r.get('converged')}", flush=True)
 
 
 if __name__ == "__main__":

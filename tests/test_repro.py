@@ -189,14 +189,17 @@ def test_tables_from_committed_rows_expand_aliases_and_mark_the_rest_pending(tmp
 def test_repro_skips_rows_whose_results_exist_unless_retrain(tmp_path, monkeypatch, capsys):
     """A finished row (its JSON written, its checkpoint maybe on another machine) is not trained again."""
     from dynroute_lib import reproduce
-    trained = []
-    monkeypatch.setattr(reproduce, "run_one", lambda p, s, ctx: trained.append((p, s)) or {"preset": p})
+    import os
+    trained, env = [], []
+    monkeypatch.setattr(reproduce, "run_one", lambda p, s, ctx: trained.append((p, s)) or
+                        env.append(os.environ.get("DYNROUTE_COMMIT_RESULTS")) or {"preset": p})
     monkeypatch.setattr(reproduce, "RESULTS_DIR", tmp_path)
     monkeypatch.delenv("DYNROUTE_SMOKE", raising=False)
-    monkeypatch.setenv("DYNROUTE_COMMIT_RESULTS", "")      # recorded, so the "1" main() sets is undone afterwards
+    monkeypatch.delenv("DYNROUTE_COMMIT_RESULTS", raising=False)
     _committed_row(tmp_path / "repro", "fix_l16_s0", miou_pct=42.0)
     assert reproduce.main(["--only", "fix_l16", "--seeds", "0", "1", "--commit-results"]) == 0
     assert trained == [("fix_l16", 1)] and "fix_l16_s0: done" in capsys.readouterr().out
+    assert env == ["1"] and "DYNROUTE_COMMIT_RESULTS" not in os.environ    # set for the rows, restored after
     assert reproduce.main(["--only", "fix_l16", "--seeds", "0", "--commit-results", "--retrain"]) == 0
     assert trained[-1] == ("fix_l16", 0)
 
@@ -212,3 +215,24 @@ def test_summary_markdown_states_cost_vs_raw_and_convergence(tmp_path):
     a = next(line for line in md if line.startswith("| dynamic_a_s0"))
     assert "| 72.8 / 44.9 |" in a and "**30.0**" in a and "| 50.0 % |" in a and "yes (-0.5)" in a
     assert repro.summary_markdown(tmp_path / "none") == "(no finished rows)"
+
+
+def test_export_records_mirrors_the_runs_it_is_given(tmp_path):
+    """Checkpoint-based records (run_all builds): an earlier build's record of a model not in this build goes."""
+    from types import SimpleNamespace
+    from dynroute_lib.analysis import tables
+    import numpy as np
+    run = tmp_path / "run_raw"
+    (run / "eval").mkdir(parents=True)
+    np.savez(run / "eval" / "records.npz", g=np.ones(2))
+    pd.DataFrame({"image": ["x"], "real_gflops": [0.3], "macs_gflops": [0.2]}).to_csv(run / "eval" / "per_image.csv",
+                                                                                       index=False)
+    ctx = SimpleNamespace(out=tmp_path / "out")
+    (ctx.out / "route_records").mkdir(parents=True)
+    (ctx.out / "route_records" / "dynamic_a.npz").write_bytes(b"stale")
+    runs = pd.DataFrame([{"trained_as": "dynamic_raw_l16", "run_dir": str(run), "gate_mode": "soft",
+                          "resolution": "256x320"}])
+    per_image = tables.export_records(runs, ctx)
+    assert sorted(p.name for p in (ctx.out / "route_records").iterdir()) == ["dynamic_raw_l16.npz"]
+    assert np.load(ctx.out / "route_records" / "dynamic_raw_l16.npz")["g"].tolist() == [1.0, 1.0]
+    assert per_image["model"].tolist() == ["dynamic_raw_l16"]

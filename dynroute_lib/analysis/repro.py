@@ -74,8 +74,7 @@ def run_one(preset: str, seed: int, ctx) -> dict:
     if (Path(run_dir) / "eval" / "per_image.csv").is_file():
         io.save_csv(ctx.out / "per_image" / f"{name}.csv", pd.read_csv(Path(run_dir) / "eval" / "per_image.csv"))
     if (Path(run_dir) / "eval" / "records.npz").is_file():
-        (ctx.out / "route_records").mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(Path(run_dir) / "eval" / "records.npz", ctx.out / "route_records" / f"{name}.npz")
+        io.copy_file(Path(run_dir) / "eval" / "records.npz", ctx.out / "route_records" / f"{name}.npz")
     io.save_json(ctx.out / "runs" / f"{name}.json", io.provenance({"row": name, **row, "profile": PROFILE},
                                                                  device=ctx.device))
     return row
@@ -153,8 +152,7 @@ def committed_records(results_dir: Path, runs: pd.DataFrame, out: Path) -> pd.Da
     for r in done.drop_duplicates("trained_as").itertuples():
         rec = Path(results_dir) / "route_records" / f"{r.row}.npz"
         if r.gate_mode == "soft" and rec.is_file():
-            (Path(out) / "route_records").mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(rec, Path(out) / "route_records" / f"{r.trained_as}.npz")
+            io.copy_file(rec, Path(out) / "route_records" / f"{r.trained_as}.npz")
         csv = Path(results_dir) / "per_image" / f"{r.row}.csv"
         if csv.is_file():
             frames.append(per_image_frame(pd.read_csv(csv), r.trained_as, r.resolution))

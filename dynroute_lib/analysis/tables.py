@@ -190,13 +190,8 @@ def common_route(source_run: Path, name: str, ctx, keep_ratio: float = KEEP_RATI
         return None, f"no common route: {e}"
     digest = content_hash(mask.to_json(), 10)
     path = mask.save(ctx.checkpoints_root.parent / "routes" / digest / f"{name}.json")
-    shutil.copyfile(path, _mkdir(ctx.out / "common_routes") / f"{name}.json")
+    io.copy_file(path, ctx.out / "common_routes" / f"{name}.json")
     return str(path), f"{mask.open_paths()} open paths kept in >= {keep_ratio:.0%} of {n} passes"
-
-
-def _mkdir(path: Path) -> Path:
-    path.mkdir(parents=True, exist_ok=True)
-    return path
 
 
 # ---- all runs --------------------------------------------------------------------------------------------------
@@ -306,13 +301,13 @@ def show(df: pd.DataFrame, extra=()) -> pd.DataFrame:
 def export_records(runs: pd.DataFrame, ctx) -> pd.DataFrame:
     """Copy gated models' gate records to ``<out>/route_records/<model>.npz``; per-image FLOPs of every model."""
     frames = []
+    shutil.rmtree(ctx.out / "route_records", ignore_errors=True)   # mirror these runs: no stale records
     if "run_dir" not in runs:
         return pd.DataFrame()
     for r in runs.dropna(subset=["run_dir"]).drop_duplicates("trained_as").itertuples():
         ev = Path(r.run_dir) / "eval"
         if r.gate_mode == "soft" and (ev / "records.npz").is_file():
-            dst = _mkdir(ctx.out / "route_records") / f"{r.trained_as}.npz"
-            shutil.copyfile(ev / "records.npz", dst)
+            io.copy_file(ev / "records.npz", ctx.out / "route_records" / f"{r.trained_as}.npz")
         frames.append(per_image_frame(pd.read_csv(ev / "per_image.csv"), r.trained_as, r.resolution))
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
