@@ -16,6 +16,7 @@ import math
 import os
 import pickle
 import platform
+import shutil
 import socket
 import subprocess
 import sys
@@ -82,7 +83,6 @@ def save_json(path: str | Path, obj: Any) -> Path:
 
 def copy_file(src: str | Path, dst: str | Path) -> Path:
     """Copies ``src`` to ``dst`` atomically (parent folders are created)."""
-    import shutil
     return _atomic_write(dst, lambda tmp: shutil.copyfile(src, tmp))
 
 

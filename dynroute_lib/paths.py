@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import os
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 PROJ_ROOT = Path(__file__).resolve().parents[1]
@@ -19,16 +19,21 @@ OFFICIAL_FIXTURE = SHARED_DIR / "fixtures" / "official_l16"
 
 
 @contextmanager
-def commit_mode(on: bool):
-    """``COMMIT_ENV=1`` inside the block when ``on`` (a CLI's ``--commit-results``); the previous value is restored
-    after, so a caller in the same process (a test, a notebook) is not left writing the tracked results/."""
-    prev = os.environ.get(COMMIT_ENV)
-    if on:
-        os.environ[COMMIT_ENV] = "1"
+def environ(values: dict):
+    """``os.environ`` updated with ``values`` inside the block; the caller's values are restored after."""
+    saved = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
     try:
         yield
     finally:
-        if on and prev is None:
-            os.environ.pop(COMMIT_ENV, None)
-        elif on:
-            os.environ[COMMIT_ENV] = prev
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def commit_mode(on: bool):
+    """``COMMIT_ENV=1`` inside the block when ``on`` (a CLI's ``--commit-results``), restored after, so a caller in
+    the same process (a test, a notebook) is not left writing the tracked results/."""
+    return environ({COMMIT_ENV: "1"}) if on else nullcontext()

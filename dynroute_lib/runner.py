@@ -21,14 +21,13 @@ from __future__ import annotations
 
 import argparse
 import ast
-import contextlib
 import logging
 import os
 import sys
 import time
 from pathlib import Path
 
-from .paths import COMMIT_ENV, NOTEBOOKS_DIR, PROJ_ROOT, RESULTS_DIR
+from .paths import COMMIT_ENV, NOTEBOOKS_DIR, PROJ_ROOT, RESULTS_DIR, environ
 
 TRUE, FALSE = {"true", "1", "yes", "y", "on"}, {"false", "0", "no", "n", "off"}
 
@@ -146,7 +145,7 @@ def run_notebook(nb: Path, results_root: Path | None, params: dict, *, timeout_s
         COMMIT_ENV: "1" if commit else ""}
     if params.get("SMOKE"):
         env["DYNROUTE_SMOKE"] = "1"
-    with _environ(env):                    # the kernel inherits it; the caller's environment is restored
+    with environ(env):                    # the kernel inherits it; the caller's environment is restored
         smoke = bool(params.get("SMOKE")) or smoke_forced()
         root = resolve_results_root(results_root or "", smoke, quiet=True)
         out = root / nb.stem / nb.name
@@ -155,20 +154,6 @@ def run_notebook(nb: Path, results_root: Path | None, params: dict, *, timeout_s
         pm.execute_notebook(str(nb), str(out), parameters=inject, kernel_name="python3", cwd=str(nb.parent),
                             log_output=log_output, progress_bar=False, execution_timeout=timeout_s)
     return out
-
-
-@contextlib.contextmanager
-def _environ(values: dict):
-    saved = {k: os.environ.get(k) for k in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
 
 
 def describe_failure(err, out: Path) -> str:
