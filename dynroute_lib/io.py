@@ -193,12 +193,13 @@ def provenance(extra: dict | None = None, *, device: str | torch.device | None =
         device: Device the run uses; selects whose name is recorded.
 
     Returns:
-        Dict with ``git_sha`` (None without a commit), ``git_dirty`` (tracked files modified),
+        Dict with ``git_sha`` (None without a commit), ``git_dirty`` (tracked files outside ``results/``
+        modified: a committing run rewrites tracked results before its ``run.json``, which is not a code change),
         ``python``, ``torch``, ``torchvision``, ``cuda``, ``device_name``, ``hostname`` and
         ``start_time_utc``, plus ``extra``.
     """
     sha = _git("rev-parse", "HEAD")
-    status = _git("status", "--porcelain", "--untracked-files=no") if sha else None
+    status = _git("status", "--porcelain", "--untracked-files=no", "--", ".", ":(exclude)results") if sha else None
     record = {
         "git_sha": sha,
         "git_dirty": bool(status) if status is not None else None,

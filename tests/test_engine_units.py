@@ -192,6 +192,23 @@ def test_provenance_and_timer():
     json.dumps(rec)
 
 
+def test_provenance_dirty_ignores_results(tmp_path, monkeypatch):
+    # A committing run rewrites tracked results/ before its run.json: that is output, not a code change.
+    import subprocess
+    git = ["git", "-C", str(tmp_path), "-c", "user.name=t", "-c", "user.email=t@t"]
+    (tmp_path / "results").mkdir()
+    (tmp_path / "results" / "m.csv").write_text("a\n")
+    (tmp_path / "lib.py").write_text("x = 1\n")
+    subprocess.run([*git, "init", "-q"], check=True)
+    subprocess.run([*git, "add", "."], check=True)
+    subprocess.run([*git, "commit", "-qm", "init"], check=True)
+    monkeypatch.setattr(dio, "PROJ_ROOT", tmp_path)
+    (tmp_path / "results" / "m.csv").write_text("b\n")
+    assert dio.provenance()["git_dirty"] is False
+    (tmp_path / "lib.py").write_text("x = 2\n")
+    assert dio.provenance()["git_dirty"] is True
+
+
 # ----------------------------------------------------------------------------- precise BN
 class _ConvBN(nn.Module):
     def __init__(self):
