@@ -1,8 +1,9 @@
 """Command line of the CPU reproduction suite (issue 13): ``python -m dynroute_lib repro ...``.
 
 Each row (preset x seed of ``analysis.repro.SUITE``) is trained or resumed in its own directory under
-``checkpoints/repro/`` and its results are written the moment it finishes, to ``results/repro/`` with
-``--commit-results`` (else to the git-ignored ``results/_local/repro/``). See
+``checkpoints/<profile>/`` and its results are written the moment it finishes, to ``results/<profile>/`` with
+``--commit-results`` (else to the git-ignored ``results/_local/<profile>/``); ``--profile`` is ``repro``
+(T = 6000, the default) or ``repro_t12000``. See
 ``docs/cpu_reproduction.md``; the notebooks rebuild the tables from the same cache with
 ``python -m dynroute_lib run --profile repro``. A row whose results are already written is skipped (its
 checkpoint may exist only on the machine that trained it); ``--retrain`` trains it again.
@@ -12,7 +13,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .analysis.repro import PROFILE, plan, row_name, run_one, summary_markdown
+from .analysis.repro import PROFILE, REPRO_PROFILES, plan, row_name, run_one, summary_markdown
 from .notebook import setup
 from .paths import RESULTS_DIR, commit_mode
 
@@ -27,6 +28,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--retrain", action="store_true",
                     help="train rows whose results are already written too (default: skip them)")
     ap.add_argument("--summary", action="store_true", help="print the finished rows as a Markdown table, then stop")
+    ap.add_argument("--profile", choices=REPRO_PROFILES, default=PROFILE,
+                    help="schedule of the suite (default repro, T = 6000; repro_t12000: T = 12000); rows and "
+                         "checkpoints live under results/<profile>/ and checkpoints/<profile>/")
     ap.add_argument("--device", default="auto")
     a = ap.parse_args(argv)
     try:
@@ -40,7 +44,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(a, pairs) -> None:
-    ctx = setup("repro", profile=PROFILE, device=a.device, results_root=str(RESULTS_DIR) if a.commit_results else "")
+    ctx = setup(a.profile, profile=a.profile, device=a.device, results_root=str(RESULTS_DIR) if a.commit_results else "")
     if ctx.smoke:
         raise ValueError("DYNROUTE_SMOKE is set: the reproduction has no smoke mode (use `make smoke`)")
     if a.summary:

@@ -204,6 +204,30 @@ def test_repro_skips_rows_whose_results_exist_unless_retrain(tmp_path, monkeypat
     assert trained[-1] == ("fix_l16", 0)
 
 
+def test_each_repro_profile_keeps_its_own_rows(tmp_path, monkeypatch, capsys):
+    """`repro --profile repro_t12000` is the same suite at T = 12000: rows of `repro` do not count as its rows,
+    and its run sees the longer recipe (same model, every other training field equal)."""
+    from dataclasses import asdict
+    from dynroute_lib import reproduce
+    seen = []
+    monkeypatch.setattr(reproduce, "run_one", lambda p, s, ctx: seen.append((p, s, ctx)) or {"preset": p})
+    monkeypatch.setattr(reproduce, "RESULTS_DIR", tmp_path)
+    monkeypatch.delenv("DYNROUTE_SMOKE", raising=False)
+    monkeypatch.delenv("DYNROUTE_COMMIT_RESULTS", raising=False)
+    _committed_row(tmp_path / "repro", "fix_l16_s0", miou_pct=42.0)
+    assert reproduce.main(["--profile", "repro_t12000", "--only", "fix_l16", "--seeds", "0", "--commit-results"]) == 0
+    (preset, seed, ctx), = seen
+    assert (preset, seed, ctx.out, ctx.checkpoints_root.name) == ("fix_l16", 0, tmp_path / "repro_t12000", "repro_t12000")
+    m6, t6 = for_run("fix_l16", profile="repro")
+    m12, t12 = ctx.run_config("fix_l16")
+    assert m12 == m6 and t12.iters == 2 * t6.iters
+    assert {k: v for k, v in asdict(t12).items() if k != "iters"} == {k: v for k, v in asdict(t6).items() if k != "iters"}
+    assert reproduce.main(["--profile", "repro_t12000", "--list", "--only", "fix_l16", "--commit-results"]) == 0
+    assert "fix_l16_s0               pending" in capsys.readouterr().out
+    with pytest.raises(SystemExit):     # argparse: the choices are the suite's profiles
+        reproduce.main(["--profile", "cpu"])
+
+
 def test_summary_markdown_states_cost_vs_raw_and_convergence(tmp_path):
     base = {"pixel_acc_pct": 80.0, "params_m": 1.0, "gflops_spread": 0.05}
     _committed_row(tmp_path, "dynamic_raw_l16_s0", preset="dynamic_raw_l16", miou_pct=40.0, gflops_mean=0.4,

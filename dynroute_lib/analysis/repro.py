@@ -25,6 +25,8 @@ from ..engine.val_curve import converged
 from .tables import COMMON, common_route, evaluate_run, run_row, train_or_load
 
 PROFILE = "repro"
+# Profiles that run this suite; each keeps its own rows (results/<profile>/) and checkpoints (checkpoints/<profile>/).
+REPRO_PROFILES = ("repro", "repro_t12000")
 # (preset, seeds), in training order: the rows the paper's findings rest on first, costly cells last.
 SUITE = [("dynamic_raw_l16", (0,)), ("dynamic_a", (0,)), ("dynamic_b", (0,)), ("dynamic_c", (0,)),
          ("fix_l16", (0,)), ("dynamic_raw_l16", (1, 2)), ("dynamic_a", (1, 2)), ("fix_l16", (1, 2)),
@@ -75,7 +77,7 @@ def run_one(preset: str, seed: int, ctx) -> dict:
         io.save_csv(ctx.out / "per_image" / f"{name}.csv", pd.read_csv(Path(run_dir) / "eval" / "per_image.csv"))
     if (Path(run_dir) / "eval" / "records.npz").is_file():
         io.copy_file(Path(run_dir) / "eval" / "records.npz", ctx.out / "route_records" / f"{name}.npz")
-    io.save_json(ctx.out / "runs" / f"{name}.json", io.provenance({"row": name, **row, "profile": PROFILE},
+    io.save_json(ctx.out / "runs" / f"{name}.json", io.provenance({"row": name, **row, "profile": ctx.profile},
                                                                  device=ctx.device))
     return row
 
