@@ -171,10 +171,14 @@ TRAIN_PROFILES = {
 # T = 12000 scored above all three T = 6000 seeds (docs/cpu_reproduction.md), so the suite is rebuilt at this
 # length beside `repro`, whose rows stay as they are.
 TRAIN_PROFILES["repro_t12000"] = replace(TRAIN_PROFILES["repro"], iters=12000)
+# Twice that again (session 8): every T = 12000 row was still rising (tail gains +4 to +11 points) and Raw stayed
+# below 50 %, so this length tests whether the schedule alone closes done-when 1.
+TRAIN_PROFILES["repro_t24000"] = replace(TRAIN_PROFILES["repro"], iters=24000)
 # Model fields a profile changes (the reduced routing space of the CPU profiles; the paper's C_0 is 64).
 # cpu_long keeps C_0 = 64: the committed equal-budget comparison (results/camvid_cpu) was run at full width.
 PROFILE_MODEL = {"cpu": {"base_channels": 16}, "repro": {"base_channels": 16}, "smoke": {"base_channels": 8}}
 PROFILE_MODEL["repro_t12000"] = PROFILE_MODEL["repro"]    # the same reduced space: only the schedule differs
+PROFILE_MODEL["repro_t24000"] = PROFILE_MODEL["repro"]
 
 
 def for_run(preset: str, *, profile: str = "cpu", smoke: bool = False, num_classes: int | None = None,

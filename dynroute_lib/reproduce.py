@@ -3,7 +3,7 @@
 Each row (preset x seed of ``analysis.repro.SUITE``) is trained or resumed in its own directory under
 ``checkpoints/<profile>/`` and its results are written the moment it finishes, to ``results/<profile>/`` with
 ``--commit-results`` (else to the git-ignored ``results/_local/<profile>/``); ``--profile`` is ``repro``
-(T = 6000, the default) or ``repro_t12000``. See
+(T = 6000, the default), ``repro_t12000`` or ``repro_t24000`` (T = 12000 / 24000). See
 ``docs/cpu_reproduction.md``; the notebooks rebuild the tables from the same cache with
 ``python -m dynroute_lib run --profile repro``. A row whose results are already written is skipped (its
 checkpoint may exist only on the machine that trained it); ``--retrain`` trains it again.
@@ -29,7 +29,7 @@ def main(argv: list[str] | None = None) -> int:
                     help="train rows whose results are already written too (default: skip them)")
     ap.add_argument("--summary", action="store_true", help="print the finished rows as a Markdown table, then stop")
     ap.add_argument("--profile", choices=REPRO_PROFILES, default=PROFILE,
-                    help="schedule of the suite (default repro, T = 6000; repro_t12000: T = 12000); rows and "
+                    help="schedule of the suite (default repro, T = 6000; repro_t12000 / repro_t24000: T = 12000 / 24000); rows and "
                          "checkpoints live under results/<profile>/ and checkpoints/<profile>/")
     ap.add_argument("--device", default="auto")
     a = ap.parse_args(argv)

@@ -27,6 +27,7 @@ import sys
 import time
 from pathlib import Path
 
+from .config import TRAIN_PROFILES   # --smoke, not --profile smoke, selects the smoke run
 from .paths import COMMIT_ENV, NOTEBOOKS_DIR, PROJ_ROOT, RESULTS_DIR, environ
 
 TRUE, FALSE = {"true", "1", "yes", "y", "on"}, {"false", "0", "no", "n", "off"}
@@ -175,7 +176,7 @@ def _parse_args(argv):
     ap = argparse.ArgumentParser(prog="python -m dynroute_lib run", description=__doc__.split("\n\n")[0])
     ap.add_argument("--smoke", action="store_true", help="tiny CPU run on the embedded data (results/_smoke)")
     ap.add_argument("--only", nargs="+", metavar="NN", help="notebook numbers or stems to run (default: all)")
-    ap.add_argument("--profile", choices=["cpu", "repro", "repro_t12000", "gpu", "cpu_long"], help="sets PROFILE in every notebook")
+    ap.add_argument("--profile", choices=[p for p in TRAIN_PROFILES if p != "smoke"], help="sets PROFILE in every notebook")
     ap.add_argument("-p", "--param", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
                     help="notebook parameter (repeatable); NAME must be declared by a selected notebook")
     ap.add_argument("--commit-results", action="store_true",

@@ -1,8 +1,8 @@
 """The CPU reproduction of Tables 1-4 and Fig. 5 (Li et al., CVPR 2020, Sec. 4; issue 13): rows, seeds, results.
 
 ``python -m dynroute_lib repro [--only PRESET ...] [--seeds 0 1 2] [--list] [--commit-results]`` (``reproduce``) trains (or resumes, or loads from
-the cache) every row of the reproduction at the ``repro`` profile (or ``--profile repro_t12000``, the same at
-T = 12000, into ``results/repro_t12000/``) (``config.TRAIN_PROFILES``: reduced routing
+the cache) every row of the reproduction at the ``repro`` profile (or ``--profile repro_t12000`` / ``repro_t24000``, the same at
+T = 12000 / 24000, into ``results/<profile>/``) (``config.TRAIN_PROFILES``: reduced routing
 space C_0 = 16, CamVid 240x320), one run directory per model and seed under ``checkpoints/repro/``, evaluates
 it on the 101 val images and writes, as soon as that row is done, ``results/repro/runs/<row>.json`` (with
 ``--commit-results``; else under ``results/_local/``) (mIoU,
@@ -27,7 +27,7 @@ from .tables import COMMON, common_route, evaluate_run, run_row, train_or_load
 
 PROFILE = "repro"
 # Profiles that run this suite; each keeps its own rows (results/<profile>/) and checkpoints (checkpoints/<profile>/).
-REPRO_PROFILES = ("repro", "repro_t12000")
+REPRO_PROFILES = ("repro", "repro_t12000", "repro_t24000")
 # (preset, seeds), in training order: the rows the paper's findings rest on first, costly cells last.
 SUITE = [("dynamic_raw_l16", (0,)), ("dynamic_a", (0,)), ("dynamic_b", (0,)), ("dynamic_c", (0,)),
          ("fix_l16", (0,)), ("dynamic_raw_l16", (1, 2)), ("dynamic_a", (1, 2)), ("fix_l16", (1, 2)),
