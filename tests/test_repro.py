@@ -260,3 +260,38 @@ def test_export_records_mirrors_the_runs_it_is_given(tmp_path):
     assert sorted(p.name for p in (ctx.out / "route_records").iterdir()) == ["dynamic_raw_l16.npz"]
     assert np.load(ctx.out / "route_records" / "dynamic_raw_l16.npz")["g"].tolist() == [1.0, 1.0]
     assert per_image["model"].tolist() == ["dynamic_raw_l16"]
+
+
+def test_common_row_uses_the_committed_gate_records_when_its_parent_checkpoint_is_gone(tmp_path, monkeypatch):
+    """A new machine has no checkpoints: Common-A is extracted from the committed dynamic_a_s0 records, not by
+    retraining Dynamic-A; a row of another config (hash mismatch) is not trusted and the parent is trained."""
+    import json
+    import numpy as np
+    from dynroute_lib.notebook import setup
+    from dynroute_lib.routes.masks import RouteMask
+    from dynroute_lib.routes.space import all_nodes, node_key, node_paths
+    ctx = setup("repro", smoke=True, profile="repro", results_root=str(tmp_path), device="cpu")
+    mcfg, _ = ctx.run_config("dynamic_a", seed=0)
+    n_img, L = 20, mcfg.num_layers
+    rng = np.random.default_rng(0)
+    gates = {node_key(l, s): (rng.random((n_img, len(node_paths(l, s, L)))) < 0.97).astype(np.float32)
+             for l, s in all_nodes(L)}
+    gates[node_key(0, 0)][:, :] = 1.0                 # a path open in every image is kept
+    gates[node_key(0, 0)][0, 0] = 0.0                 # ... and one open in 19 of 20 (95 %) too
+    gates[node_key(0, 1)][:2, 0] = 0.0                # 18 of 20 (90 %): dropped
+    (ctx.out / "route_records").mkdir(parents=True)
+    np.savez(ctx.out / "route_records" / "dynamic_a_s0.npz", **gates)
+    _committed_row(ctx.out, "dynamic_a_s0", config_hash=mcfg.hash())
+
+    def no_training(*a, **k):
+        raise AssertionError("the parent was trained")
+    monkeypatch.setattr(repro, "train_or_load", no_training)
+    path, note = repro._common_target("common_a", 0, ctx)
+    mask = RouteMask.load(path)
+    assert mask.paths[(0, 0)][0] == 1 and mask.paths[(0, 1)][0] == 0
+    assert "committed dynamic_a_s0 gate records" in note
+    assert (ctx.out / "common_routes" / "common_a.json").read_text() == open(path).read()
+
+    (ctx.out / "runs" / "dynamic_a_s0.json").write_text(json.dumps({"config_hash": "another"}))
+    with pytest.raises(AssertionError, match="the parent was trained"):
+        repro._common_target("common_a", 0, ctx)

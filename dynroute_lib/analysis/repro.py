@@ -9,7 +9,8 @@ it on the 101 val images and writes, as soon as that row is done, ``results/repr
 per-image real cost, convergence, provenance) and its curves ``results/repro/curves/<row>_{train,val}.csv``.
 Killed at any point, the same command continues where it stopped (``last.pt`` every 100 iterations).
 Dynamic-A/B/C of one seed share their budget-free first 40 % (``tables.budget_trunk``). Common-A/B/C are
-extracted from the seed-0 Dynamic-A/B/C runs (paths kept in >= 95 % of val images) and retrained.
+extracted from the seed-0 Dynamic-A/B/C runs (paths kept in >= 95 % of val images; from the
+rows' committed gate records when the checkpoints are gone, e.g. on a new machine) and retrained.
 Notebooks 03/04 with ``PROFILE="repro"`` read the same cache and build the tables from it.
 """
 from __future__ import annotations
@@ -23,7 +24,8 @@ import pandas as pd
 
 from .. import io
 from ..engine.val_curve import converged
-from .tables import COMMON, common_route, evaluate_run, run_row, train_or_load
+from .tables import (COMMON, common_route, common_route_from_records, evaluate_run, is_cached, run_row,
+                     train_or_load)
 
 PROFILE = "repro"
 # Profiles that run this suite; each keeps its own rows (results/<profile>/) and checkpoints (checkpoints/<profile>/).
@@ -55,9 +57,7 @@ def run_one(preset: str, seed: int, ctx) -> dict:
     t0 = time.perf_counter()
     note, target = "", preset
     if preset in COMMON:
-        src = train_or_load(COMMON[preset], ctx, seed=seed)
-        evaluate_run(src, ctx)
-        target, note = common_route(src, preset, ctx)
+        target, note = _common_target(preset, seed, ctx)
         if target is None:
             return {"preset": preset, "seed": seed, "note": note}
     run_dir = train_or_load(target, ctx, seed=seed)
@@ -81,6 +81,25 @@ def run_one(preset: str, seed: int, ctx) -> dict:
     io.save_json(ctx.out / "runs" / f"{name}.json", io.provenance({"row": name, **row, "profile": ctx.profile},
                                                                  device=ctx.device))
     return row
+
+
+def _common_target(preset: str, seed: int, ctx) -> tuple[str | None, str]:
+    """Route mask of a Common row: from its parent's cached run, else from the parent's committed row (its
+    ``route_records/*.npz``, when that row's config hash is this run's), else by training the parent now.
+
+    Checkpoints are not committed and do not survive a new machine; the committed gate records do, and give
+    the same mask (the extraction only reads them)."""
+    parent = COMMON[preset]
+    name = row_name(parent, seed)
+    records, row_json = ctx.out / "route_records" / f"{name}.npz", ctx.out / "runs" / f"{name}.json"
+    if not is_cached(parent, ctx, seed=seed) and records.is_file() and row_json.is_file():
+        mcfg, _ = ctx.run_config(parent, seed=seed)
+        if json.loads(row_json.read_text()).get("config_hash") == mcfg.hash():
+            target, note = common_route_from_records(records, mcfg.num_layers, preset, ctx)
+            return target, f"{note} (from the committed {name} gate records)" if target else note
+    src = train_or_load(parent, ctx, seed=seed)
+    evaluate_run(src, ctx)
+    return common_route(src, preset, ctx)
 
 
 def collect(results_dir: Path) -> pd.DataFrame:

@@ -177,15 +177,23 @@ def common_route(source_run: Path, name: str, ctx, keep_ratio: float = KEEP_RATI
     fixed net's config hash, so a different route never reuses a stale checkpoint) and copied to
     ``<out>/common_routes/``.
     """
+    mcfg, _ = load_configs(source_run)
+    return common_route_from_records(Path(source_run) / "eval" / "records.npz", mcfg.num_layers, name, ctx,
+                                     keep_ratio)
+
+
+def common_route_from_records(records: Path, num_layers: int, name: str, ctx,
+                              keep_ratio: float = KEEP_RATIO) -> tuple[str | None, str]:
+    """:func:`common_route` from a gate-records file (``eval/records.npz`` or its committed copy under
+    ``results/<profile>/route_records/``), so a Common row can be retrained without its parent's checkpoint."""
     from ..routes import is_node_key
     from ..routes.common import extract_common, path_frequencies
-    mcfg, _ = load_configs(source_run)
-    with np.load(Path(source_run) / "eval" / "records.npz") as z:
+    with np.load(records) as z:
         keys = [k for k in z.files if is_node_key(k)]
         n = len(z[keys[0]])
         per_image = [{k: z[k][i] for k in keys} for i in range(n)]
     try:
-        mask = extract_common(path_frequencies(per_image), mcfg.num_layers, keep_ratio, name=name)
+        mask = extract_common(path_frequencies(per_image), num_layers, keep_ratio, name=name)
     except ValueError as e:
         return None, f"no common route: {e}"
     digest = content_hash(mask.to_json(), 10)
