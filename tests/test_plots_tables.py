@@ -147,6 +147,13 @@ def test_build_tables_schema_and_values():
     assert list(tables.show(tabs["table_1"]).columns)[:3] == ["method", "paper_miou_pct", "ours_miou_pct"]
 
 
+def test_a_row_names_the_machine_that_trained_it():
+    runs = _runs(["fix_l16", "dynamic_a"]).assign(device_name=["Trainer CPU", None])
+    t4 = tables.build_tables(runs, SCALE)["table_4"].set_index("preset")
+    assert t4.loc["fix_l16", "device"] == "Trainer CPU" and t4.loc["dynamic_a", "device"] == SCALE["device"]
+    assert t4.loc["dynamic_b", "device"] == SCALE["device"]   # pending row: the scale it would be trained at
+
+
 def test_build_tables_with_no_runs():
     tabs = tables.build_tables(pd.DataFrame(columns=["preset"]), SCALE)
     assert tabs["table_3"]["ours_miou_pct"].isna().all() and len(tabs["table_3"]) == 4

@@ -123,6 +123,16 @@ def test_seed_columns_join_the_tables_by_preset():
     assert repro.with_seeds(tabs, pd.DataFrame()) is tabs
 
 
+def test_an_alias_row_takes_the_seed_mean_of_the_model_it_was_trained_as():
+    rows = pd.DataFrame({"preset": ["dynamic_raw_l16"] * 2, "seed": [0, 1], "miou_pct": [46.0, 48.0],
+                         "gflops_mean": [1.0, 1.0]})
+    tabs = {"table_2": pd.DataFrame({"preset": ["cell_sep2", "cell_sep1"], "trained_as": ["dynamic_raw_l16", "cell_sep1"],
+                                     "ours_miou_pct": [46.0, 44.0]})}
+    out = repro.with_seeds(tabs, repro.seed_summary(rows))["table_2"].set_index("preset")
+    assert out.loc["cell_sep2", "ours_miou_seed_mean"] == pytest.approx(47.0) and out.loc["cell_sep2", "ours_n_seeds"] == 2
+    assert pd.isna(out.loc["cell_sep1", "ours_miou_seed_mean"])
+
+
 def test_convergence_curves_are_read_and_plotted(tmp_path):
     from dynroute_lib.analysis import figstyle, plots
     (tmp_path / "curves").mkdir()
@@ -159,7 +169,8 @@ def test_tables_from_committed_rows_expand_aliases_and_mark_the_rest_pending(tmp
     _committed_row(tmp_path, "dynamic_raw_l16_s0", gate_mode="soft", miou_pct=41.0, gflops_mean=0.36,
                    allopen_run=0.36, params_m=1.2)
     _committed_row(tmp_path, "dynamic_raw_l16_s1", gate_mode="soft", miou_pct=99.0)   # another seed: not seed 0
-    _committed_row(tmp_path, "fix_l16_s0", gate_mode="fixed", miou_pct=42.0, gflops_mean=0.31, allopen_run=0.31)
+    _committed_row(tmp_path, "fix_l16_s0", gate_mode="fixed", miou_pct=42.0, gflops_mean=0.31, allopen_run=0.31,
+                   device_name="Trainer CPU")
     plan = tables.plan_runs(["dynamic_raw_l16", "cell_sep2", "fix_l16", "dynamic_a"])
     runs = repro.committed_runs(tmp_path, plan).set_index("preset")
     assert runs.loc["cell_sep2", "miou_pct"] == 41.0 == runs.loc["dynamic_raw_l16", "miou_pct"]
@@ -168,6 +179,7 @@ def test_tables_from_committed_rows_expand_aliases_and_mark_the_rest_pending(tmp
     t4 = tables.build_table("table_4", runs.reset_index(), {"data": "camvid", "resolution": "240x320",
                                                               "iters": 6000, "device": "cpu"}).set_index("preset")
     assert t4.loc["fix_l16", "ours_cost_vs_raw_pct"] == pytest.approx(100 * 0.31 / 0.36)
+    assert t4.loc["fix_l16", "device"] == "Trainer CPU" and t4.loc["dynamic_a", "device"] == "cpu"   # who trained it
     # gate records of gated rows go where notebook 04 reads them; per-image FLOPs of every row
     (tmp_path / "route_records").mkdir()
     np.savez(tmp_path / "route_records" / "dynamic_raw_l16_s0.npz", g=np.ones(2))

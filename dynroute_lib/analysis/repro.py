@@ -118,13 +118,16 @@ def seed_summary(rows: pd.DataFrame, cols=("miou_pct", "gflops_mean", "cost_vs_a
 
 def with_seeds(tabs: dict[str, pd.DataFrame], summary: pd.DataFrame) -> dict[str, pd.DataFrame]:
     """Tables with ``ours_miou_seed_mean`` / ``ours_miou_std`` / ``ours_n_seeds`` from :func:`seed_summary`
-    (NaN for presets without finished seeds) beside the seed-0 ``ours_*`` columns."""
+    (NaN for presets without finished seeds) beside the seed-0 ``ours_*`` columns. Rows join on ``trained_as``
+    where a table has it, so an alias row (Table 2's SepConv3x3x2 and Table 3's max(0, Tanh) are Raw) shows the
+    seed mean of the model it reports."""
     if summary is None or not len(summary) or "miou_pct_mean" not in summary:
         return tabs
     s = summary.set_index("preset")
     cols = {"miou_pct_mean": "ours_miou_seed_mean", "miou_pct_std": "ours_miou_std", "n_seeds": "ours_n_seeds"}
     extra = s[[c for c in cols if c in s]].rename(columns=cols)
-    return {name: t.drop(columns=[c for c in extra if c in t]).join(extra, on="preset") for name, t in tabs.items()}
+    return {name: t.drop(columns=[c for c in extra if c in t]).join(extra, on="trained_as" if "trained_as" in t else "preset")
+            for name, t in tabs.items()}
 
 
 def read_curves(results_dir: Path) -> dict[str, tuple[pd.DataFrame, pd.DataFrame | None]]:
@@ -159,7 +162,7 @@ def committed_runs(results_dir: Path, plan_df: pd.DataFrame, seed: int = 0) -> p
             continue
         d = json.loads(path.read_text())
         keep = {"trained_as": r.model, **{k: d.get(k) for k in RUN_FIELDS}, "row": d.get("row"),   # the plan names
-                "git_sha": d.get("git_sha")}                                                        # the model
+                "git_sha": d.get("git_sha"), "device_name": d.get("device_name")}                   # the model
         rows += [{**keep, "preset": a} for a in r.aliases.split()]
     return pd.DataFrame(rows)
 

@@ -31,8 +31,7 @@ from .paper import PAPER, TABLES
 from .static_costs import static_costs
 
 COMMON = {"common_a": "dynamic_a", "common_b": "dynamic_b", "common_c": "dynamic_c"}
-# Training order: cheap, widely shared models first; the Common nets need their dynamic source; BottleNeck
-# (~11x the cost of Raw) last.
+# Training order: cheap, shared models first; the Commons after their dynamic source; BottleNeck (~11x Raw) last.
 TRAIN_ORDER = ["dynamic_raw_l16", "dynamic_a", "dynamic_b", "dynamic_c", "fix_l16", "fcn32s", "deeplabv3",
                "unet", "hrnetv2", "autodeeplab", "cell_sep1", "cell_sep3", "act_softmax", "act_sigmoid",
                "common_a", "common_b", "common_c", "cell_mbconv", "cell_bottleneck"]
@@ -252,7 +251,7 @@ OURS = ["miou_pct", "gflops_mean", "gflops_max", "gflops_min", "params_m", "true
 
 
 def build_table(name: str, runs: pd.DataFrame, scale: dict) -> pd.DataFrame:
-    """Table ``name`` (``table_1`` .. ``table_4``): paper columns beside ours, plus the scale of our run."""
+    """Table ``name`` (``table_1`` .. ``table_4``): paper columns beside ours, our scale, who trained each row."""
     by = runs.set_index("preset") if len(runs) else pd.DataFrame()
     out = []
     for preset, label, extra in TABLES[name]:
@@ -271,7 +270,8 @@ def build_table(name: str, runs: pd.DataFrame, scale: dict) -> pd.DataFrame:
                "ours_gflops_1024x2048_est": g("gflops_mean") * g("allopen_1024") / g("allopen_run"),
                "trained_as": o.get("trained_as", preset), "config_hash": o.get("config_hash"),
                "data": scale["data"], "resolution": o.get("resolution") or scale["resolution"],
-               "iters": o.get("iters", scale["iters"]), "device": scale["device"], "note": o.get("note") or ""}
+               "iters": o.get("iters", scale["iters"]), "device": o.get("device_name") or scale["device"],
+               "note": o.get("note") or ""}
         out.append(row)
     df = pd.DataFrame(out)
     if name == "table_4":
