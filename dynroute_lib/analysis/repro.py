@@ -143,7 +143,8 @@ def read_curves(results_dir: Path) -> dict[str, tuple[pd.DataFrame, pd.DataFrame
 # ---- Tables 1-4 and Fig. 5 from the committed rows (no checkpoints: they are never committed) -----------------
 RUN_FIELDS = ("config_hash", "gate_mode", "note", "miou_pct", "gflops_mean", "gflops_max",
               "gflops_min", "true_gmacs_mean", "params_m", "allopen_run", "allopen_1024", "resolution", "iters",
-              "eval_images", "train_wall_s", "eval_wall_s", "converged", "tail_gain_points", "pixel_acc_pct")
+              "eval_images", "train_wall_s", "eval_wall_s", "converged", "tail_gain_points", "pixel_acc_pct",
+              "row", "git_sha", "device_name")   # provenance: which run, which code, which machine trained it
 
 
 def committed_runs(results_dir: Path, plan_df: pd.DataFrame, seed: int = 0) -> pd.DataFrame:
@@ -161,8 +162,7 @@ def committed_runs(results_dir: Path, plan_df: pd.DataFrame, seed: int = 0) -> p
             rows += [{"preset": a, "trained_as": r.model, "note": note} for a in r.aliases.split()]
             continue
         d = json.loads(path.read_text())
-        keep = {"trained_as": r.model, **{k: d.get(k) for k in RUN_FIELDS}, "row": d.get("row"),   # the plan names
-                "git_sha": d.get("git_sha"), "device_name": d.get("device_name")}                   # the model
+        keep = {"trained_as": r.model, **{k: d.get(k) for k in RUN_FIELDS}}   # the plan names the model
         rows += [{**keep, "preset": a} for a in r.aliases.split()]
     return pd.DataFrame(rows)
 
