@@ -99,6 +99,10 @@ def test_suite_plan_filters_and_rejects_unknown_rows():
     pairs = repro.plan(["dynamic_a"])
     assert pairs == [("dynamic_a", 0), ("dynamic_a", 1), ("dynamic_a", 2)]
     assert repro.plan(["fix_l16"], [1]) == [("fix_l16", 1)]
+    assert repro.plan(["hrnetv2", "unet"], [1, 2]) == [("unet", 1), ("unet", 2), ("hrnetv2", 1), ("hrnetv2", 2)]
+    assert ("hrnetv2", 1) not in repro.plan([], [1])                     # seeds alone keep the suite's pairs
+    with pytest.raises(ValueError, match="--seeds"):
+        repro.plan(["unet"], [-1])
     with pytest.raises(ValueError, match="not in the reproduction suite"):
         repro.plan(["dynamic_z"])
 

@@ -40,11 +40,19 @@ SUITE = [("dynamic_raw_l16", (0,)), ("dynamic_a", (0,)), ("dynamic_b", (0,)), ("
 
 
 def plan(only=(), seeds=()) -> list[tuple[str, int]]:
-    """``(preset, seed)`` pairs of the suite, filtered by preset names and seeds (empty = all)."""
+    """``(preset, seed)`` pairs of the suite, filtered by preset names and seeds (empty = all).
+
+    Named rows with named seeds run those seeds even where the suite has fewer (``--only hrnetv2 --seeds 1``
+    adds a seed to a one-seed row); seeds alone filter the suite's own pairs.
+    """
     pairs = [(p, s) for p, ss in SUITE for s in ss]
     unknown = sorted(set(only) - {p for p, _ in pairs})
     if unknown:
         raise ValueError(f"--only: {unknown} not in the reproduction suite ({', '.join(dict.fromkeys(p for p, _ in pairs))})")
+    if any(s < 0 for s in seeds):
+        raise ValueError(f"--seeds: {sorted(seeds)} must be >= 0")
+    if only and seeds:   # suite order, each named preset once
+        return [(p, s) for p in dict.fromkeys(p for p, _ in pairs) if p in only for s in dict.fromkeys(seeds)]
     return [(p, s) for p, s in pairs if (not only or p in only) and (not seeds or s in seeds)]
 
 
