@@ -46,13 +46,14 @@ def plan(only=(), seeds=()) -> list[tuple[str, int]]:
     adds a seed to a one-seed row); seeds alone filter the suite's own pairs.
     """
     pairs = [(p, s) for p, ss in SUITE for s in ss]
-    unknown = sorted(set(only) - {p for p, _ in pairs})
+    presets = list(dict.fromkeys(p for p, _ in pairs))   # suite order, each preset once
+    unknown = sorted(set(only) - set(presets))
     if unknown:
-        raise ValueError(f"--only: {unknown} not in the reproduction suite ({', '.join(dict.fromkeys(p for p, _ in pairs))})")
+        raise ValueError(f"--only: {unknown} not in the reproduction suite ({', '.join(presets)})")
     if any(s < 0 for s in seeds):
         raise ValueError(f"--seeds: {sorted(seeds)} must be >= 0")
-    if only and seeds:   # suite order, each named preset once
-        return [(p, s) for p in dict.fromkeys(p for p, _ in pairs) if p in only for s in dict.fromkeys(seeds)]
+    if only and seeds:
+        return [(p, s) for p in presets if p in only for s in dict.fromkeys(seeds)]
     return [(p, s) for p, s in pairs if (not only or p in only) and (not seeds or s in seeds)]
 
 
