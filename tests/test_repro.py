@@ -137,6 +137,21 @@ def test_an_alias_row_takes_the_seed_mean_of_the_model_it_was_trained_as():
     assert pd.isna(out.loc["cell_sep1", "ours_miou_seed_mean"])
 
 
+def test_curve_copy_keeps_float32_values_exact_and_is_smaller(tmp_path):
+    rng = torch.Generator().manual_seed(0)
+    ce = torch.rand(500, generator=rng, dtype=torch.float32) * 3   # logged losses are float32 values
+    log = pd.DataFrame({"step": range(1, 501), "ce": [float(v) for v in ce], "lr": [0.05 * (1 - i / 500) ** 0.9
+                                                                                  for i in range(500)]})
+    src = tmp_path / "train_log.csv"
+    log.to_csv(src, index=False)
+    dst = repro.copy_curve(src, tmp_path / "curves" / "x_s0_train.csv")
+    back = pd.read_csv(dst)
+    assert back["step"].tolist() == log["step"].tolist()
+    assert torch.equal(torch.tensor(back["ce"].to_numpy(), dtype=torch.float32), ce)
+    assert (back["lr"] - log["lr"]).abs().max() <= 1e-9 * log["lr"].abs().max()
+    assert dst.stat().st_size < 0.8 * src.stat().st_size
+
+
 def test_convergence_curves_are_read_and_plotted(tmp_path):
     from dynroute_lib.analysis import figstyle, plots
     (tmp_path / "curves").mkdir()
