@@ -139,7 +139,11 @@ def check_04(out):
     assert act["model"].nunique() == 4
     _between(act["activation_prob"], 0, 1, "activation_prob")
     _between(act["mean_gate"], 0, 1, "mean_gate")
-    _csv(out, "activation_summary.csv", ["model", "paths", "open_majority_pct"], rows=4)
+    summ = _csv(out, "activation_summary.csv", ["model", "paths", "open_majority_pct", "conditional_paths",
+                                                "conditional_cells"], rows=4)
+    cells = _csv(out, "cell_activation.csv", ["model", "node", "layer", "scale", "cell_prob"])
+    _between(cells["cell_prob"], 0, 1, "cell_prob")
+    assert (summ["conditional_cells"] <= cells.groupby("model").size().reindex(summ["model"]).to_numpy()).all()
     fl = _csv(out, "flops_distribution.csv", ["model", "gflops_mean", "gflops_max", "gflops_min",
                                               "max_min_gap_pct"], rows=4)
     assert (fl["gflops_min"] <= fl["gflops_max"]).all()

@@ -197,6 +197,21 @@ def test_activation_and_flops_summaries():
     assert row["activation_prob"] == 1.0 and row["mean_gate"] == 1.0
     summ = route_stats.activation_summary(act).iloc[0]
     assert summ["paths"] == 8 and 0 <= summ["open_majority_pct"] <= 100
+    assert "conditional_cells" not in summ
+
+
+def test_conditional_cells_count_nodes_whose_cell_op_runs_in_some_images():
+    open_2of5 = np.array([[0.3, 0.0], [0.0, 0.2], [0.0, 0.0], [0.0, 0.0], [0.0, 0.0]])   # cell runs in 2 of 5
+    records = {"m": {"l-1_s0": np.ones((5, 2)), "l0_s0": open_2of5, "l0_s1": np.ones((5, 3)),
+                     "l15_s0": np.zeros((5, 1))}}
+    cells = route_stats.cell_table(records).set_index("node")["cell_prob"]
+    assert "l-1_s0" not in cells.index                      # the init cell has no cell op
+    assert cells.to_dict() == {"l0_s0": 0.4, "l0_s1": 1.0, "l15_s0": 0.0}
+    summ = route_stats.activation_summary(route_stats.activation_table(records), route_stats.cell_table(records))
+    row = summ.set_index("model").loc["m"]
+    # both l0_s0 paths are open in 1 of 5 images (20 %): conditional; the cell opens in 40 %: conditional
+    assert row["conditional_paths"] == 2 and row["conditional_cells"] == 1
+    assert row["cells_running_pct"] == pytest.approx(100 * 1.4 / 3)
     per = pd.DataFrame({"model": ["a", "a", "b"], "real_gflops": [1.0, 3.0, 2.0]})
     fl = route_stats.flops_summary(per).set_index("model")
     assert fl.loc["a", "gflops_mean"] == 2.0 and fl.loc["a", "max_min_gap_pct"] == 100.0

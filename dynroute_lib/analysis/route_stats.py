@@ -56,14 +56,45 @@ def read_per_image(results_dir: Path, models=FIG5_MODELS) -> pd.DataFrame:
     return df[df["model"].isin(models)]
 
 
-def activation_summary(act: pd.DataFrame) -> pd.DataFrame:
-    """Per model: paths, share of paths open in more than half / in every image, mean gate (Fig. 5 in numbers)."""
+def cell_table(records: dict[str, dict[str, np.ndarray]], threshold: float = 1e-4) -> pd.DataFrame:
+    """One row per (model, node with a cell op): share of images whose cell op runs (its gates sum above
+    ``threshold``, the official real-cost rule of spec Sec. 4.5; a dead node's gates are recorded as 0)."""
+    from ..routes import parse_node_key
+    rows = []
+    for model, gates in records.items():
+        for key, arr in gates.items():
+            layer, scale = parse_node_key(key)
+            if layer >= 0:                     # the init cell books only its transforms, never a cell op
+                rows.append({"model": model, "node": key, "layer": layer, "scale": scale,
+                             "cell_prob": float((np.asarray(arr).sum(1) > threshold).mean())})
+    return pd.DataFrame(rows)
+
+
+# An image-dependent path or cell: open in 10-90 % of images (issue 13's "fires conditionally").
+CONDITIONAL = (0.1, 0.9)
+
+
+def _conditional(prob: pd.Series) -> int:
+    return int(prob.between(*CONDITIONAL, inclusive="neither").sum())
+
+
+def activation_summary(act: pd.DataFrame, cells: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Per model: paths, share of paths open in more than half / in every image, mean gate (Fig. 5 in numbers),
+    and how many paths (and, given ``cells`` from :func:`cell_table`, cell ops) are conditional.
+
+    Per-image real cost varies almost only through conditional *cells*: a path alone books its 1x1 transform,
+    a cell its whole SepConv stack, so the max-min FLOPs gap follows ``conditional_cells``."""
     g = act.groupby("model", sort=False)
-    return pd.DataFrame({"paths": g.size(),
-                         "open_majority_pct": g["activation_prob"].apply(lambda s: 100 * (s > 0.5).mean()),
-                         "open_always_pct": g["activation_prob"].apply(lambda s: 100 * (s >= 1.0).mean()),
-                         "mean_activation_prob": g["activation_prob"].mean(),
-                         "mean_gate": g["mean_gate"].mean()}).reset_index()
+    out = pd.DataFrame({"paths": g.size(),
+                        "open_majority_pct": g["activation_prob"].apply(lambda s: 100 * (s > 0.5).mean()),
+                        "open_always_pct": g["activation_prob"].apply(lambda s: 100 * (s >= 1.0).mean()),
+                        "mean_activation_prob": g["activation_prob"].mean(),
+                        "mean_gate": g["mean_gate"].mean(),
+                        "conditional_paths": g["activation_prob"].apply(_conditional)})
+    if cells is not None:
+        c = cells.groupby("model", sort=False)["cell_prob"]
+        out = out.join(pd.DataFrame({"cells_running_pct": c.mean() * 100, "conditional_cells": c.apply(_conditional)}))
+    return out.reset_index()
 
 
 def flops_summary(per_image: pd.DataFrame) -> pd.DataFrame:
