@@ -217,6 +217,32 @@ def test_conditional_cells_count_nodes_whose_cell_op_runs_in_some_images():
     assert fl.loc["a", "gflops_mean"] == 2.0 and fl.loc["a", "max_min_gap_pct"] == 100.0
 
 
+def test_real_cost_parts_rebuild_the_committed_per_image_cost_from_the_gate_records():
+    """The committed gate records and per-image real costs of a T = 12000 budget row agree (spec Sec. 4.5), and
+    closing every gate of one node removes that node's cell op and its outgoing transforms, nothing else."""
+    from dynroute_lib.config import for_run
+    from dynroute_lib.model.costs import table_for
+    from dynroute_lib.routes import node_paths, parse_node_key
+    rows = RESULTS_DIR / "repro_t12000"
+    with np.load(rows / "route_records" / "dynamic_b_s0.npz") as z:
+        gates = {k: z[k] for k in z.files if k != "image"}
+    cfg, _ = for_run("dynamic_b", profile="repro_t12000")
+    parts = route_stats.real_cost_parts(gates, cfg, 256, 320)          # 240x320 padded to a multiple of 32
+    per_image = pd.read_csv(rows / "per_image" / "dynamic_b_s0.csv")["real_gflops"].to_numpy()
+    np.testing.assert_allclose(parts["real"], per_image, rtol=1e-6)
+    np.testing.assert_allclose(parts[["fixed", "cells", "transforms"]].sum(axis=1), parts["real"], rtol=1e-12)
+    assert parts["fixed"].nunique() == 1 and parts["cells"].nunique() > 1   # B's conditional cells move the cost
+    # a node below the last layer whose paths are all open in every image
+    node = next(k for k, g in gates.items() if 0 <= parse_node_key(k)[0] < 15 and (g > 1e-4).all())
+    layer, scale = parse_node_key(node)
+    closed = route_stats.real_cost_parts({**gates, node: np.zeros_like(gates[node])}, cfg, 256, 320)
+    t = table_for(cfg, True, 256, 320)
+    np.testing.assert_allclose(parts["cells"] - closed["cells"], t.cell[scale] / 1e9, rtol=1e-6)
+    np.testing.assert_allclose(parts["transforms"] - closed["transforms"],
+                               sum(t.trans[scale][p] for p in node_paths(layer, scale, 16)) / 1e9, rtol=1e-6)
+    assert (closed["fixed"] == parts["fixed"]).all()
+
+
 def test_read_records_fails_loudly(tmp_path):
     with pytest.raises(FileNotFoundError, match="03_tables"):
         route_stats.read_records(tmp_path, ["dynamic_a"])

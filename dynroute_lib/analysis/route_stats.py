@@ -115,3 +115,31 @@ def source_scale(results_dir: Path) -> dict | None:
     except (OSError, ValueError):
         return None
     return {**scale, "note": "val records of 03_tables"} if isinstance(scale, dict) else None
+
+
+def real_cost_parts(gates: dict[str, np.ndarray], cfg, height: int, width: int) -> pd.DataFrame:
+    """Per image: the official real cost (spec Sec. 4.5) rebuilt from one model's recorded gates, split into its
+    constant part (stem, head, gates), its cell ops and its transforms, in GFLOPs.
+
+    ``cfg``: the model's ``ModelConfig``; ``height`` x ``width``: the size the network ran at (padded to a multiple
+    of 32). It uses the evaluator's own per-sample count (``model.costs.host_route_costs``), so ``real`` equals
+    ``per_image/*.csv``'s ``real_gflops`` when the records and the size are the run's: a dead node's gates are
+    recorded as 0, so every node can be passed as live."""
+    from dataclasses import replace
+    from ..model.costs import OFFICIAL_EPS, host_route_costs, table_for
+    from ..routes import all_nodes, node_key, parse_node_key
+    layers = 1 + max(parse_node_key(k)[0] for k in gates)
+    n = len(next(iter(gates.values())))
+    everyone = (1 << n) - 1                              # bitmask: node live / computed / decoder stage ran for all
+    records = [(node, everyone, everyone, np.asarray(gates[node_key(*node)], dtype=np.float32).tolist())
+               for node in all_nodes(layers)]
+    full = table_for(cfg, True, height, width)
+    no_cells = replace(full, cell=(0.0,) * len(full.cell))
+    const = replace(no_cells, trans=tuple(dict.fromkeys(d, 0.0) for d in full.trans))
+
+    def real(table) -> np.ndarray:
+        return host_route_costs(table, records, dict.fromkeys(range(4), everyone), n, layers, gated=True,
+                                eps_path=OFFICIAL_EPS, device="cpu")[1].numpy() / 1e9
+    total, without_cells, fixed = real(full), real(no_cells), real(const)
+    return pd.DataFrame({"real": total, "fixed": fixed, "cells": total - without_cells,
+                         "transforms": without_cells - fixed})
