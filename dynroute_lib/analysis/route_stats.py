@@ -1,7 +1,8 @@
 """Route-activation statistics of trained dynamic models: Fig. 5 of Li et al. (CVPR 2020, Sec. 4.5) in numbers.
 
 Reads what ``03_tables`` writes (``route_records/<model>.npz`` gate arrays, ``per_image_gflops.csv``) and turns it
-into tidy tables: per-path activation probability, per-model summaries, per-image FLOPs mean / max / min.
+into tidy tables: per-path activation probability, per-cell share of images where the cell op runs, per-model
+summaries, per-image FLOPs mean / max / min, and the per-image real cost split into cell ops and transforms.
 Used by ``04_route_distribution``.
 """
 from __future__ import annotations
@@ -82,8 +83,8 @@ def activation_summary(act: pd.DataFrame, cells: pd.DataFrame | None = None) -> 
     """Per model: paths, share of paths open in more than half / in every image, mean gate (Fig. 5 in numbers),
     and how many paths (and, given ``cells`` from :func:`cell_table`, cell ops) are conditional.
 
-    Per-image real cost varies almost only through conditional *cells*: a path alone books its 1x1 transform,
-    a cell its whole SepConv stack, so the max-min FLOPs gap follows ``conditional_cells``."""
+    Per-image real cost varies almost only through conditional *cells*: a path alone books its transform (keep,
+    1x1 up or strided down), a cell its whole cell op, so the max-min FLOPs gap follows ``conditional_cells``."""
     g = act.groupby("model", sort=False)
     out = pd.DataFrame({"paths": g.size(),
                         "open_majority_pct": g["activation_prob"].apply(lambda s: 100 * (s > 0.5).mean()),
@@ -127,7 +128,7 @@ def real_cost_parts(gates: dict[str, np.ndarray], cfg, height: int, width: int) 
     recorded as 0, so every node can be passed as live."""
     from dataclasses import replace
     from ..model.costs import OFFICIAL_EPS, host_route_costs, table_for
-    from ..routes import all_nodes, node_key, parse_node_key
+    from ..routes import NUM_SCALES, all_nodes, node_key, parse_node_key
     layers = 1 + max(parse_node_key(k)[0] for k in gates)
     n = len(next(iter(gates.values())))
     everyone = (1 << n) - 1                              # bitmask: node live / computed / decoder stage ran for all
@@ -138,7 +139,7 @@ def real_cost_parts(gates: dict[str, np.ndarray], cfg, height: int, width: int) 
     const = replace(no_cells, trans=tuple(dict.fromkeys(d, 0.0) for d in full.trans))
 
     def real(table) -> np.ndarray:
-        return host_route_costs(table, records, dict.fromkeys(range(4), everyone), n, layers, gated=True,
+        return host_route_costs(table, records, dict.fromkeys(range(NUM_SCALES), everyone), n, layers, gated=True,
                                 eps_path=OFFICIAL_EPS, device="cpu")[1].numpy() / 1e9
     total, without_cells, fixed = real(full), real(no_cells), real(const)
     return pd.DataFrame({"real": total, "fixed": fixed, "cells": total - without_cells,
