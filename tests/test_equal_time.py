@@ -9,12 +9,6 @@ from dynroute_lib import equal_time_cmd, notebook
 from dynroute_lib.analysis import equal_time, tables
 
 
-def test_wall_time_adds_up_segments_across_resumes_and_branches(tmp_path):
-    log = tmp_path / "train_log.csv"
-    pd.DataFrame({"step": range(1, 8), "wall_s": [1.0, 2.0, 3.0, 0.5, 1.5, 0.2, 4.0]}).to_csv(log, index=False)
-    assert equal_time.train_wall_s(log) == 3.0 + 1.5 + 4.0
-
-
 def test_missing_row_is_one_line_error(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(equal_time_cmd, "RESULTS_DIR", tmp_path)
     assert equal_time_cmd.main(["--row", "nope_s0"]) == 2

@@ -265,8 +265,11 @@ def test_summary_markdown_states_cost_vs_raw_and_convergence(tmp_path):
                    gflops_max=0.4, gflops_min=0.4, converged=False, tail_gain_points=1.5, **base)
     _committed_row(tmp_path, "dynamic_a_s0", preset="dynamic_a", miou_pct=30.0, gflops_mean=0.2, gflops_max=0.21,
                    gflops_min=0.2, converged=True, tail_gain_points=-0.5, **base)
+    (tmp_path / "curves").mkdir()      # Raw was resumed once: its wall time is both segments, not the last one
+    pd.DataFrame({"step": [1, 2, 3], "wall_s": [1800.0, 3600.0, 1800.0]}).to_csv(
+        tmp_path / "curves" / "dynamic_raw_l16_s0_train.csv", index=False)
     md = repro.summary_markdown(tmp_path).splitlines()
-    assert len(md) == 4
+    assert len(md) == 6 and "2 rows: **1.5 h** (1.5 h their own" in md[-1]
     a = next(line for line in md if line.startswith("| dynamic_a_s0"))
     assert "| 72.8 / 44.9 |" in a and "**30.0**" in a and "| 50.0 % |" in a and "yes (-0.5)" in a
     assert repro.summary_markdown(tmp_path / "none") == "(no finished rows)"

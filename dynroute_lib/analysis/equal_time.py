@@ -18,15 +18,9 @@ from pathlib import Path
 import pandas as pd
 
 from .. import io
+from .wall_time import train_wall_s
 
 PROFILE = "repro"
-
-
-def train_wall_s(train_log: Path) -> float:
-    """Total training wall time of a run whose ``wall_s`` restarts at every resume or branch."""
-    wall = pd.read_csv(train_log)["wall_s"].to_numpy()
-    ends = [wall[i] for i in range(len(wall)) if i + 1 == len(wall) or wall[i + 1] < wall[i]]
-    return float(sum(ends))
 
 
 def _row(model: str, ev: dict, wall_s: float, cpu_s: float | None, iters: int) -> dict:

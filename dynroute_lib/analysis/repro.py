@@ -23,6 +23,7 @@ from pathlib import Path
 import pandas as pd
 
 from .. import io
+from . import wall_time
 from ..engine.val_curve import converged
 from .tables import (COMMON, common_route, common_route_from_records, evaluate_run, is_cached, run_row,
                      train_or_load)
@@ -220,4 +221,8 @@ def summary_markdown(results_dir: Path) -> str:
         out.append(f"| {r.row} | {paper} | **{r.miou_pct:.1f}** | {r.pixel_acc_pct:.1f} | {r.params_m:.3f} | "
                    f"{r.gflops_mean:.3f} ({r.gflops_max:.3f}, {r.gflops_min:.3f}) | {100 * r.gflops_mean / raw:.1f} % | "
                    f"{100 * r.gflops_spread:.1f} % | {conv} |")
+    h = wall_time.suite_hours(results_dir)
+    out.append(f"\nTraining wall time, {h['rows']} rows: **{h['total_h']:.1f} h** ({h['own_h']:.1f} h their own "
+               f"training, summed over resumed segments, + {h['trunk_h']:.1f} h of budget-free trunks, each seed's "
+               "once; `analysis.wall_time`).")
     return "\n".join(out)

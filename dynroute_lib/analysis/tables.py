@@ -27,6 +27,7 @@ import pandas as pd
 from .. import io
 from ..engine.checkpoint import read_configs, read_header
 from ..io import content_hash
+from . import wall_time
 from .paper import PAPER, TABLES
 from .static_costs import static_costs
 
@@ -110,13 +111,11 @@ def budget_trunk(mcfg, tcfg, ctx) -> Path | None:
     Dynamic-A/B/C of one seed differ only in lambda_2 / mu, and w(t) = 0 before 40 % of training: their first
     ``0.4 T`` iterations are one shared run (``engine.branch.check_branch``), trained once per seed and recipe.
     """
-    from ..engine.schedule import budget_weight_at
+    from ..engine.branch import trunk_stop
     from ..engine.train import train
     if mcfg.budget_weight == 0 or mcfg.gate_mode != "soft":
         return None
-    stop = int(0.4 * tcfg.iters)
-    while stop > 0 and budget_weight_at(stop / tcfg.iters) > 0:
-        stop -= 1
+    stop = trunk_stop(tcfg.iters)
     if stop == 0:
         return None
     tm = replace(mcfg, name="budget_trunk", budget_weight=0.0, budget_mu=0.0)
@@ -237,13 +236,14 @@ def run_row(run_dir: Path, ev: dict, model: str, note: str = "") -> dict:
     h, w = ev["input_hw"]
     st = static_costs(mcfg, h, w)
     tj = json.loads((Path(run_dir) / "train.json").read_text()) if (Path(run_dir) / "train.json").is_file() else {}
+    own_wall, trunk_wall = wall_time.run_wall(run_dir, model, tc["iters"], tj.get("wall_s"))
     return {"trained_as": model, "config_hash": mcfg.hash(), "gate_mode": mcfg.gate_mode, "run_dir": str(run_dir),
             "note": note,
             "miou_pct": ev["miou_pct"], "gflops_mean": ev["mean_real_gflops"], "gflops_max": ev["max_real_gflops"],
             "gflops_min": ev["min_real_gflops"], "true_gmacs_mean": ev["mean_true_gmacs"],
             "params_m": st["params_m"], "allopen_run": st["allopen_run"], "allopen_1024": st["allopen_1024"],
             "resolution": f"{h}x{w}", "iters": tc["iters"], "eval_images": ev["num_images"],
-            "train_wall_s": tj.get("wall_s"), "eval_wall_s": ev.get("eval_wall_s")}
+            "train_wall_s": own_wall, "trunk_wall_s": trunk_wall, "eval_wall_s": ev.get("eval_wall_s")}
 
 
 # ---- tables ----------------------------------------------------------------------------------------------------

@@ -18,6 +18,14 @@ BRANCH_FREE = ("name", "budget_weight", "budget_mu")       # fields a budget bra
 BRANCH_FREE_TRAIN = ("clip_mode",)     # only acts on the budget gradient, which is exactly 0 on the trunk
 
 
+def trunk_stop(iters: int) -> int:
+    """Last iteration of the budget-free trunk of a ``iters``-step schedule (0: w(t) > 0 from the start)."""
+    stop = int(0.4 * iters)
+    while stop > 0 and budget_weight_at(stop / iters) > 0:
+        stop -= 1
+    return stop
+
+
 def check_branch(ck: dict, mcfg: ModelConfig, tcfg: TrainConfig, path: Path) -> None:
     """A budget-free trunk may seed ``mcfg`` only where the two runs are identical so far.
 
