@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from dynroute_lib.analysis import equal_time, tables, wall_time
-from dynroute_lib.config import for_run
+from dynroute_lib.config import PRESETS, for_run
 from dynroute_lib.engine.branch import trunk_stop
 from dynroute_lib.engine.schedule import budget_weight_at
 from dynroute_lib.engine.train import train
@@ -48,7 +48,7 @@ def test_committed_budget_rows_branch_exactly_at_the_trunk_stop():
         pytest.skip(f"no committed budget-row curves under {RESULTS}")
     for c in curves:
         row = json.loads((c.parents[1] / "runs" / c.name.replace("_train.csv", ".json")).read_text())
-        stop = wall_time.row_stop(row["preset"], row["iters"])
+        stop = wall_time.row_stop(PRESETS[row["preset"]], row["iters"])
         assert stop > 0 and any(last == stop for _, last, _ in wall_time.segments(pd.read_csv(c))), c.name
 
 

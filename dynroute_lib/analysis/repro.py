@@ -23,8 +23,8 @@ from pathlib import Path
 import pandas as pd
 
 from .. import io
-from . import wall_time
 from ..engine.val_curve import converged
+from . import wall_time
 from .tables import (COMMON, common_route, common_route_from_records, evaluate_run, is_cached, run_row,
                      train_or_load)
 

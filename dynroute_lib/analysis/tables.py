@@ -111,9 +111,9 @@ def budget_trunk(mcfg, tcfg, ctx) -> Path | None:
     Dynamic-A/B/C of one seed differ only in lambda_2 / mu, and w(t) = 0 before 40 % of training: their first
     ``0.4 T`` iterations are one shared run (``engine.branch.check_branch``), trained once per seed and recipe.
     """
-    from ..engine.branch import trunk_stop
+    from ..engine.branch import branches, trunk_stop
     from ..engine.train import train
-    if mcfg.budget_weight == 0 or mcfg.gate_mode != "soft":
+    if not branches(mcfg):
         return None
     stop = trunk_stop(tcfg.iters)
     if stop == 0:
@@ -236,7 +236,7 @@ def run_row(run_dir: Path, ev: dict, model: str, note: str = "") -> dict:
     h, w = ev["input_hw"]
     st = static_costs(mcfg, h, w)
     tj = json.loads((Path(run_dir) / "train.json").read_text()) if (Path(run_dir) / "train.json").is_file() else {}
-    own_wall, trunk_wall = wall_time.run_wall(run_dir, model, tc["iters"], tj.get("wall_s"))
+    own_wall, trunk_wall = wall_time.run_wall(run_dir, mcfg, tc["iters"], tj.get("wall_s"))
     return {"trained_as": model, "config_hash": mcfg.hash(), "gate_mode": mcfg.gate_mode, "run_dir": str(run_dir),
             "note": note,
             "miou_pct": ev["miou_pct"], "gflops_mean": ev["mean_real_gflops"], "gflops_max": ev["max_real_gflops"],

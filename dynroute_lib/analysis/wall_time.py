@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..config import PRESETS
-from ..engine.branch import trunk_stop
+from ..config import PRESETS, ModelConfig
+from ..engine.branch import branches, trunk_stop
 
 
 def segments(log: pd.DataFrame) -> list[tuple[int, int, float]]:
@@ -46,18 +46,18 @@ def train_wall_s(train_log: Path) -> float:
     return sum(split(pd.read_csv(train_log)))
 
 
-def row_stop(preset: str | None, iters: int | None) -> int:
-    """Trunk's last step for a suite row: Dynamic-A/B/C (soft gates, lambda_2 > 0) branch there; others 0."""
-    cfg = PRESETS.get(preset or "")
-    budget = cfg is not None and cfg.budget_weight > 0 and cfg.gate_mode == "soft"
-    return trunk_stop(int(iters)) if budget and iters else 0
+def row_stop(mcfg: ModelConfig | None, iters: int | None) -> int:
+    """Trunk's last step for a run of ``mcfg``: a budget branch (``engine.branch.branches``) starts after it;
+    0 for every other model (and an unknown one)."""
+    return trunk_stop(int(iters)) if mcfg is not None and iters and branches(mcfg) else 0
 
 
-def run_wall(run_dir: Path, preset: str, iters: int, process_wall_s: float | None) -> tuple[float | None, float | None]:
+def run_wall(run_dir: Path, mcfg: ModelConfig, iters: int,
+             process_wall_s: float | None) -> tuple[float | None, float | None]:
     """``(own, trunk)`` wall seconds of a run directory from its ``train_log.csv``; without a log, the one
     process's time (``train.json``) and no trunk."""
     log = Path(run_dir) / "train_log.csv"
-    return split(pd.read_csv(log), row_stop(preset, iters)) if log.is_file() else (process_wall_s, None)
+    return split(pd.read_csv(log), row_stop(mcfg, iters)) if log.is_file() else (process_wall_s, None)
 
 
 def suite_wall(results_dir: Path) -> pd.DataFrame:
@@ -68,7 +68,7 @@ def suite_wall(results_dir: Path) -> pd.DataFrame:
         r = json.loads(p.read_text())
         curve = Path(results_dir) / "curves" / f"{r['row']}_train.csv"
         if curve.is_file():
-            own, trunk = split(pd.read_csv(curve), row_stop(r.get("preset"), r.get("iters")))
+            own, trunk = split(pd.read_csv(curve), row_stop(PRESETS.get(r.get("preset") or ""), r.get("iters")))
         else:
             own, trunk = float(r.get("train_wall_s") or 0.0), 0.0
         rows.append({"row": r["row"], "preset": r.get("preset"), "seed": r.get("seed", 0), "own_s": own,

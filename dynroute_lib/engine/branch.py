@@ -18,6 +18,11 @@ BRANCH_FREE = ("name", "budget_weight", "budget_mu")       # fields a budget bra
 BRANCH_FREE_TRAIN = ("clip_mode",)     # only acts on the budget gradient, which is exactly 0 on the trunk
 
 
+def branches(mcfg: ModelConfig) -> bool:
+    """Whether ``mcfg`` trains as a branch of a budget-free trunk: soft gates under a budget loss (Dynamic-A/B/C)."""
+    return mcfg.budget_weight > 0 and mcfg.gate_mode == "soft"
+
+
 def trunk_stop(iters: int) -> int:
     """Last iteration of the budget-free trunk of a ``iters``-step schedule (0: w(t) > 0 from the start)."""
     stop = int(0.4 * iters)
