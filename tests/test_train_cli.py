@@ -84,14 +84,18 @@ def test_validation_is_cached_by_size_and_mtime(tmp_path, cache):
 def test_resume_without_checkpoint_says_so_and_eval_prints_metrics(tmp_path, cache, capsys):
     out = tmp_path / "run"
     rc = train_main(["dynamic_a", "--smoke", "--out", str(out), "--iters", "1", "--precise-bn", "0", "--resume",
-                     "--eval"])
+                     "--eval", "--gate-init-bias", "0.25", "--gate-lr-mult", "2.5"])
     text = capsys.readouterr().out
     assert rc == 0, text
     lines = [ln for ln in text.splitlines() if "starting from scratch" in ln]
     assert len(lines) == 1 and str(out / "last.pt") in lines[0]
     ev = [ln for ln in text.splitlines() if ln.startswith("val: ")]
     assert len(ev) == 1 and "mIoU" in ev[0] and "GFLOPs" in ev[0], text
-    rec = json.loads((out / "train.json").read_text())["eval"]
+    meta = json.loads((out / "train.json").read_text())
+    # the gate levers (analysis.levers) reach the run's configs, and --eval leaves the gate records they score
+    assert (meta["model_config"]["gate_init_bias"], meta["train_config"]["gate_lr_mult"]) == (0.25, 2.5)
+    assert (out / "records.npz").is_file() and (out / "per_image.csv").is_file()
+    rec = meta["eval"]
     assert f"mIoU {rec['miou_pct']:.2f} %" in ev[0] and f"mean/max/min {rec['mean_real_gflops']:.3f}/" in ev[0]
 
 

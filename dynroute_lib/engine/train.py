@@ -289,6 +289,7 @@ def _parser() -> argparse.ArgumentParser:
     ap.add_argument("--class-weighting", choices=CLASS_WEIGHTINGS, help="class-balanced CE (default: the profile's)")
     ap.add_argument("--scale-range", type=float, nargs=2, metavar=("LO", "HI"), help="random-scale augmentation")
     ap.add_argument("--gate-lr-mult", type=float, help="LR multiplier of the gate parameters")
+    ap.add_argument("--gate-init-bias", type=float, help="bias of each gate's last 1x1 conv at init (1.5, the paper)")
     ap.add_argument("--device", default="auto")
     ap.add_argument("--resume", action="store_true", help="continue from OUT/last.pt exactly")
     ap.add_argument("--smoke", action="store_true", help="tiny run on the embedded data (seconds)")
@@ -312,6 +313,8 @@ def main(argv: list[str] | None = None) -> int:
             mcfg = replace(mcfg, base_channels=a.base_channels)
         if a.io_channels:
             mcfg = replace(mcfg, io_channels=a.io_channels)
+        if a.gate_init_bias is not None:
+            mcfg = replace(mcfg, gate_init_bias=a.gate_init_bias)
         validate_split(tcfg.data, tcfg.data_root or None, "val" if a.eval else "train")   # before anything is written
         with io.Timer() as t:
             summary = train(mcfg, tcfg, a.out, resume=a.resume, device=a.device)

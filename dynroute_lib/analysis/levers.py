@@ -1,0 +1,128 @@
+"""Gate lever experiments of the CPU reproduction (issue 13, done-when 2-3; paper Sec. 3.3 gates, Eq. 9-10 budget).
+
+Each experiment is one ``python -m dynroute_lib train dynamic_a --profile P --eval --out DIR`` run with one gate knob
+changed (``--gate-lr-mult``, ``--gate-init-bias``). This module puts such runs beside the suite's committed
+Dynamic-A and Dynamic-Raw rows of the same profile and scores them the way issue 13 does: mIoU, real cost vs Raw,
+per-image (max - min) / mean, conditional paths and cell ops (open in 10-90 % of the val images) and the last-20 %
+val gain. Usage (writes ``summary.csv``, the curves, gate records and ``run.json`` under ``--out``)::
+
+    python -m dynroute_lib.analysis.levers runs/lever/glr2p5 runs/lever/gbias0p5 \\
+        --suite results/repro --out results/repro_exploration/gate_levers_t6000
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .. import io
+from ..config import for_run
+from ..engine.val_curve import converged
+from ..routes import is_node_key
+from .repro import copy_curve
+from .route_stats import activation_summary, activation_table, cell_table
+
+KNOBS = ("gate_lr_mult", "gate_init_bias")      # the levers this study varies (model or train config fields)
+
+
+def _gates(npz: Path) -> dict[str, np.ndarray]:
+    if not npz.is_file():
+        raise FileNotFoundError(f"{npz} missing: the run must be evaluated with records (train --eval)")
+    with np.load(npz) as z:
+        return {k: z[k] for k in z.files if is_node_key(k)}
+
+
+def score(name: str, gates: dict, per_image: pd.DataFrame, val_curve: pd.DataFrame | None, **extra) -> dict:
+    """One row: real-cost mean / max / min and spread, conditional paths / cells, convergence of ``val_curve``."""
+    s = activation_summary(activation_table({name: gates}), cell_table({name: gates})).iloc[0]
+    real = per_image["real_gflops"]
+    conv = converged(val_curve)
+    return {"row": name, **extra, "gflops_mean": float(real.mean()), "gflops_max": float(real.max()),
+            "gflops_min": float(real.min()), "spread_pct": float(100 * (real.max() - real.min()) / real.mean()),
+            "conditional_paths": int(s["conditional_paths"]), "conditional_cells": int(s["conditional_cells"]),
+            "cells_running_pct": float(s["cells_running_pct"]), "mean_gate": float(s["mean_gate"]),
+            "tail_gain_points": conv["tail_gain_points"], "converged": conv["converged"]}
+
+
+def run_score(run_dir: Path) -> dict:
+    """Score a ``train --eval`` run directory (``train.json``, ``records.npz``, ``per_image.csv``, ``val_log.csv``)."""
+    run_dir = Path(run_dir)
+    meta_path = run_dir / "train.json"
+    if not meta_path.is_file():
+        raise FileNotFoundError(f"{meta_path} missing: the run has not finished (train ... --eval)")
+    meta = json.loads(meta_path.read_text())
+    if "eval" not in meta:
+        raise ValueError(f"{meta_path}: no 'eval' record; train with --eval")
+    knobs = {k: {**meta["model_config"], **meta["train_config"]}.get(k) for k in KNOBS}
+    val = run_dir / "val_log.csv"
+    return score(run_dir.name, _gates(run_dir / "records.npz"), pd.read_csv(run_dir / "per_image.csv"),
+                 pd.read_csv(val) if val.is_file() else None, source=str(run_dir), **knobs,
+                 miou_pct=meta["eval"]["miou_pct"], pixel_acc_pct=meta["eval"]["pixel_acc_pct"],
+                 train_wall_s=meta.get("train_wall_s"), git_sha=meta.get("git_sha"))
+
+
+def suite_score(suite: Path, row: str) -> dict:
+    """Score a committed suite row (``runs/<row>.json``, ``route_records``, ``per_image``, ``curves``)."""
+    suite = Path(suite)
+    meta_path = suite / "runs" / f"{row}.json"
+    if not meta_path.is_file():
+        raise FileNotFoundError(f"{meta_path} missing: no committed row {row!r} in {suite}")
+    meta = json.loads(meta_path.read_text())
+    mcfg, tcfg = for_run(meta["preset"], profile=meta["profile"])     # the knobs the row was trained with
+    knobs = {k: {**mcfg.to_dict(), **tcfg.to_dict()}.get(k) for k in KNOBS}
+    val = suite / "curves" / f"{row}_val.csv"
+    return score(row, _gates(suite / "route_records" / f"{row}.npz"), pd.read_csv(suite / "per_image" / f"{row}.csv"),
+                 pd.read_csv(val) if val.is_file() else None, source=str(meta_path), **knobs,
+                 miou_pct=meta["miou_pct"], pixel_acc_pct=meta["pixel_acc_pct"],
+                 train_wall_s=meta.get("train_wall_s"), git_sha=meta.get("git_sha"))
+
+
+def summarize(runs: list[dict], raw: dict) -> pd.DataFrame:
+    """Rows with the issue's done-when 2/3 columns against ``raw`` (a Dynamic-Raw score)."""
+    df = pd.DataFrame([raw, *runs])
+    df["cost_vs_raw_pct"] = 100 * df["gflops_mean"] / raw["gflops_mean"]
+    df["miou_gap_to_raw"] = df["miou_pct"] - raw["miou_pct"]
+    cand = df.index > 0                                     # Raw is the reference, not a candidate
+    df["done_when_2"] = ((df["cost_vs_raw_pct"] <= 55) & (df["miou_gap_to_raw"] >= -5)).where(cand)
+    df["done_when_3"] = ((df["spread_pct"] >= 10) & (df["conditional_paths"] > 0)).where(cand)
+    return df
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m dynroute_lib.analysis.levers", description=__doc__.split("\n")[0])
+    ap.add_argument("runs", nargs="+", help="train --eval run directories (one lever each)")
+    ap.add_argument("--suite", default="results/repro", help="committed suite of the same profile")
+    ap.add_argument("--baseline", default="dynamic_a_s0", help="the suite's row with the paper's gate settings")
+    ap.add_argument("--raw", default="dynamic_raw_l16_s0", help="the suite's Dynamic-Raw row (cost reference)")
+    ap.add_argument("--out", required=True, help="results directory to write")
+    ap.add_argument("--what", default="", help="one line for run.json: what the study asks")
+    a = ap.parse_args(argv)
+    try:
+        runs = [suite_score(a.suite, a.baseline)] + [run_score(Path(r)) for r in a.runs]
+        df = summarize(runs, suite_score(a.suite, a.raw))
+    except (FileNotFoundError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    out = Path(a.out)
+    for r in map(Path, a.runs):       # the evidence behind each row, so the numbers can be rebuilt from results/
+        for log in ("train_log", "val_log"):
+            if (r / f"{log}.csv").is_file():
+                copy_curve(r / f"{log}.csv", out / "curves" / f"{r.name}_{log.split('_')[0]}.csv")
+        io.save_csv(out / "per_image" / f"{r.name}.csv", pd.read_csv(r / "per_image.csv"))
+        io.copy_file(r / "records.npz", out / "route_records" / f"{r.name}.npz")
+    io.save_csv(out / "summary.csv", df)
+    cmds = [json.loads((r / "train.json").read_text()).get("command") for r in map(Path, a.runs)]
+    io.save_json(out / "run.json", io.provenance({"what": a.what, "train_commands": cmds,
+                                                  "command": io.command_line("dynroute_lib.analysis.levers", argv)}))
+    cols = ["row", "gate_lr_mult", "gate_init_bias", "miou_pct", "cost_vs_raw_pct", "spread_pct",
+            "conditional_paths", "conditional_cells", "tail_gain_points"]
+    print(df[cols].to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,71 @@
+"""Gate lever study summaries (analysis.levers; issue 13 done-when 2-3), built from the committed T = 6000 rows."""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from dynroute_lib.analysis import levers
+from dynroute_lib.routes import is_node_key, parse_node_key
+
+SUITE = Path(__file__).resolve().parents[1] / "results" / "repro"
+ROW = "dynamic_a_s0"
+
+
+def _run_dir(tmp_path: Path, gates: dict | None = None, miou: float = 30.0) -> Path:
+    """A finished ``train --eval`` directory whose records are the committed Dynamic-A row's (or ``gates``)."""
+    d = tmp_path / "lever"
+    d.mkdir(parents=True)
+    with np.load(SUITE / "route_records" / f"{ROW}.npz") as z:
+        arrays = {k: z[k] for k in z.files}
+    arrays.update(gates or {})
+    np.savez(d / "records.npz", **arrays)
+    shutil.copyfile(SUITE / "per_image" / f"{ROW}.csv", d / "per_image.csv")
+    shutil.copyfile(SUITE / "curves" / f"{ROW}_val.csv", d / "val_log.csv")
+    shutil.copyfile(SUITE / "curves" / f"{ROW}_train.csv", d / "train_log.csv")
+    (d / "train.json").write_text(json.dumps({
+        "command": "dynroute_lib train dynamic_a --gate-init-bias 0.5", "model_config": {"gate_init_bias": 0.5},
+        "train_config": {"gate_lr_mult": 1.0}, "train_wall_s": 1.0,
+        "eval": {"miou_pct": miou, "pixel_acc_pct": 70.0}}))
+    return d
+
+
+def test_suite_row_scores_match_the_committed_row_and_its_config():
+    a, raw = levers.suite_score(SUITE, ROW), levers.suite_score(SUITE, "dynamic_raw_l16_s0")
+    meta = json.loads((SUITE / "runs" / f"{ROW}.json").read_text())
+    assert a["gflops_mean"] == pytest.approx(meta["gflops_mean"], rel=1e-6)
+    assert a["spread_pct"] == pytest.approx(100 * meta["gflops_spread"], rel=1e-6)
+    assert a["tail_gain_points"] == pytest.approx(meta["tail_gain_points"])
+    assert (a["gate_lr_mult"], a["gate_init_bias"]) == (1.0, 1.5)
+    df = levers.summarize([a], raw)
+    assert df.loc[1, "cost_vs_raw_pct"] == pytest.approx(100 * meta["gflops_mean"] / raw["gflops_mean"])
+    assert pd.isna(df.loc[0, "done_when_2"]) and df.loc[1, "done_when_2"] == False  # noqa: E712 (56 % of Raw)
+
+
+def test_a_cell_closed_on_half_the_images_counts_as_conditional(tmp_path):
+    with np.load(SUITE / "route_records" / f"{ROW}.npz") as z:
+        key = next(k for k in z.files if is_node_key(k) and parse_node_key(k)[0] >= 0 and (z[k].sum(1) > 1e-4).all())
+        g = z[key].copy()
+    base = levers.run_score(_run_dir(tmp_path / "a"))
+    g[: len(g) // 2] = 0.0                   # the node's gates all shut on the first half of the images
+    changed = levers.run_score(_run_dir(tmp_path / "b", {key: g}))
+    assert changed["conditional_cells"] == base["conditional_cells"] + 1
+    assert (base["gate_init_bias"], base["gate_lr_mult"], base["miou_pct"]) == (0.5, 1.0, 30.0)
+
+
+def test_main_writes_summary_and_evidence_and_rejects_unfinished_runs(tmp_path, capsys):
+    run = _run_dir(tmp_path)
+    out = tmp_path / "out"
+    assert levers.main([str(run), "--suite", str(SUITE), "--out", str(out)]) == 0
+    df = pd.read_csv(out / "summary.csv")
+    assert list(df["row"]) == ["dynamic_raw_l16_s0", ROW, "lever"]
+    assert (out / "route_records" / "lever.npz").is_file() and (out / "curves" / "lever_val.csv").is_file()
+    assert json.loads((out / "run.json").read_text())["train_commands"] == [
+        "dynroute_lib train dynamic_a --gate-init-bias 0.5"]
+    (run / "train.json").unlink()
+    assert levers.main([str(run), "--suite", str(SUITE), "--out", str(tmp_path / "out2")]) == 2
+    assert "train.json missing" in capsys.readouterr().err and not (tmp_path / "out2").exists()
