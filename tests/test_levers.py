@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 
 from dynroute_lib.analysis import levers
+from figure_checks import MIN_DPI, assert_readable, png_dpi
 from dynroute_lib.routes import is_node_key, parse_node_key
 
 SUITE = Path(__file__).resolve().parents[1] / "results" / "repro"
@@ -64,8 +65,17 @@ def test_main_writes_summary_and_evidence_and_rejects_unfinished_runs(tmp_path, 
     df = pd.read_csv(out / "summary.csv")
     assert list(df["row"]) == ["dynamic_raw_l16_s0", ROW, "lever"]
     assert (out / "route_records" / "lever.npz").is_file() and (out / "curves" / "lever_val.csv").is_file()
+    assert png_dpi(out / "lever_curves.png") >= MIN_DPI
     assert json.loads((out / "run.json").read_text())["train_commands"] == [
         "dynroute_lib train dynamic_a --gate-init-bias 0.5"]
     (run / "train.json").unlink()
     assert levers.main([str(run), "--suite", str(SUITE), "--out", str(tmp_path / "out2")]) == 2
     assert "train.json missing" in capsys.readouterr().err and not (tmp_path / "out2").exists()
+
+
+def test_curves_figure_is_readable_and_names_the_scale():
+    curves = {"dynamic_a_s0": pd.read_csv(SUITE / "curves" / f"{ROW}_val.csv")}
+    fig = levers.curves_figure(curves, {"data": "camvid", "resolution": "240x320", "iters": 6000})
+    assert_readable(fig, "camvid", "lever_curves")
+    assert "6000 iterations" in fig._suptitle.get_text()
+    assert len(fig.axes[0].lines) == 1 and fig.axes[1].lines[0].get_ydata().max() <= 100

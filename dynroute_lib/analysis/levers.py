@@ -36,6 +36,10 @@ def _gates(npz: Path) -> dict[str, np.ndarray]:
         return {k: z[k] for k in z.files if is_node_key(k)}
 
 
+def _curve(path: Path) -> pd.DataFrame | None:
+    return pd.read_csv(path) if Path(path).is_file() else None
+
+
 def score(name: str, gates: dict, per_image: pd.DataFrame, val_curve: pd.DataFrame | None, **extra) -> dict:
     """One row: real-cost mean / max / min and spread, conditional paths / cells, convergence of ``val_curve``."""
     s = activation_summary(activation_table({name: gates}), cell_table({name: gates})).iloc[0]
@@ -58,9 +62,8 @@ def run_score(run_dir: Path) -> dict:
     if "eval" not in meta:
         raise ValueError(f"{meta_path}: no 'eval' record; train with --eval")
     knobs = {k: {**meta["model_config"], **meta["train_config"]}.get(k) for k in KNOBS}
-    val = run_dir / "val_log.csv"
     return score(run_dir.name, _gates(run_dir / "records.npz"), pd.read_csv(run_dir / "per_image.csv"),
-                 pd.read_csv(val) if val.is_file() else None, source=str(run_dir), **knobs,
+                 _curve(run_dir / "val_log.csv"), source=str(run_dir), **knobs,
                  miou_pct=meta["eval"]["miou_pct"], pixel_acc_pct=meta["eval"]["pixel_acc_pct"],
                  train_wall_s=meta.get("train_wall_s"), git_sha=meta.get("git_sha"))
 
@@ -74,9 +77,8 @@ def suite_score(suite: Path, row: str) -> dict:
     meta = json.loads(meta_path.read_text())
     mcfg, tcfg = for_run(meta["preset"], profile=meta["profile"])     # the knobs the row was trained with
     knobs = {k: {**mcfg.to_dict(), **tcfg.to_dict()}.get(k) for k in KNOBS}
-    val = suite / "curves" / f"{row}_val.csv"
     return score(row, _gates(suite / "route_records" / f"{row}.npz"), pd.read_csv(suite / "per_image" / f"{row}.csv"),
-                 pd.read_csv(val) if val.is_file() else None, source=str(meta_path), **knobs,
+                 _curve(suite / "curves" / f"{row}_val.csv"), source=str(meta_path), **knobs,
                  miou_pct=meta["miou_pct"], pixel_acc_pct=meta["pixel_acc_pct"],
                  train_wall_s=meta.get("train_wall_s"), git_sha=meta.get("git_sha"))
 
@@ -92,17 +94,37 @@ def summarize(runs: list[dict], raw: dict) -> pd.DataFrame:
     return df
 
 
+def curves_figure(curves: dict[str, pd.DataFrame], scale: dict):
+    """Val mIoU and real cost (share of the all-open cost) over training, one line per run: where each lever's
+    budget phase (from 40 % of training) moves accuracy and cost."""
+    from matplotlib.figure import Figure
+    from .figstyle import FONT, LABEL, titled
+    fig = Figure(figsize=(10, 4.2), layout="constrained")
+    ax_m, ax_c = fig.subplots(1, 2)
+    for name, c in curves.items():
+        ax_m.plot(c["step"], c["val_miou_pct"], label=name, lw=1.2)
+        ax_c.plot(c["step"], 100 * c["val_real_ratio"], label=name, lw=1.2)
+    for ax, ylabel in ((ax_m, "val mIoU %"), (ax_c, "val real cost, % of all-open")):
+        ax.set_xlabel("iteration", fontsize=LABEL)
+        ax.set_ylabel(ylabel, fontsize=LABEL)
+        ax.tick_params(labelsize=FONT)
+        ax.grid(alpha=0.3)
+    ax_c.legend(fontsize=FONT)
+    return titled(fig, "Dynamic-A gate levers: val mIoU and real cost during training", scale)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m dynroute_lib.analysis.levers", description=__doc__.split("\n")[0])
     ap.add_argument("runs", nargs="+", help="train --eval run directories (one lever each)")
     ap.add_argument("--suite", default="results/repro", help="committed suite of the same profile")
-    ap.add_argument("--baseline", default="dynamic_a_s0", help="the suite's row with the paper's gate settings")
+    ap.add_argument("--baseline", nargs="+", default=["dynamic_a_s0"],
+                    help="the suite's rows with the paper's gate settings (e.g. one per seed)")
     ap.add_argument("--raw", default="dynamic_raw_l16_s0", help="the suite's Dynamic-Raw row (cost reference)")
     ap.add_argument("--out", required=True, help="results directory to write")
     ap.add_argument("--what", default="", help="one line for run.json: what the study asks")
     a = ap.parse_args(argv)
     try:
-        runs = [suite_score(a.suite, a.baseline)] + [run_score(Path(r)) for r in a.runs]
+        runs = [suite_score(a.suite, b) for b in a.baseline] + [run_score(Path(r)) for r in a.runs]
         df = summarize(runs, suite_score(a.suite, a.raw))
     except (FileNotFoundError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
@@ -115,8 +137,17 @@ def main(argv: list[str] | None = None) -> int:
         io.save_csv(out / "per_image" / f"{r.name}.csv", pd.read_csv(r / "per_image.csv"))
         io.copy_file(r / "records.npz", out / "route_records" / f"{r.name}.npz")
     io.save_csv(out / "summary.csv", df)
-    cmds = [json.loads((r / "train.json").read_text()).get("command") for r in map(Path, a.runs)]
-    io.save_json(out / "run.json", io.provenance({"what": a.what, "train_commands": cmds,
+    metas = [json.loads((r / "train.json").read_text()) for r in map(Path, a.runs)]
+    tcfg = metas[0]["train_config"]
+    scale = {"data": tcfg.get("data"), "split": "val", "resolution": "x".join(map(str, tcfg.get("resize_hw") or [])),
+             "train_crop": "x".join(map(str, tcfg.get("crop_hw") or [])),
+             "base_channels": metas[0]["model_config"].get("base_channels"), "iters": tcfg.get("iters"),
+             "batch": tcfg.get("batch")}
+    curves = {b: _curve(Path(a.suite) / "curves" / f"{b}_val.csv") for b in [a.raw, *a.baseline]}
+    curves.update({r.name: _curve(r / "val_log.csv") for r in map(Path, a.runs)})
+    io.save_figure(out / "lever_curves.png", curves_figure({k: v for k, v in curves.items() if v is not None}, scale))
+    io.save_json(out / "run.json", io.provenance({"what": a.what, "scale": scale,
+                                                  "train_commands": [m.get("command") for m in metas],
                                                   "command": io.command_line("dynroute_lib.analysis.levers", argv)}))
     cols = ["row", "gate_lr_mult", "gate_init_bias", "miou_pct", "cost_vs_raw_pct", "spread_pct",
             "conditional_paths", "conditional_cells", "tail_gain_points"]
