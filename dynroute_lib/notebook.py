@@ -133,12 +133,10 @@ class Ctx:
 
     def scale(self) -> dict:
         """Data set, resolution, schedule and device of this run, stated next to every table."""
+        from .analysis.figstyle import scale_record
         from .io import device_name
         mcfg, tcfg = self.run_config("dynamic_raw_l16")
-        res = tcfg.resize_hw or "native"
-        return {"data": tcfg.data, "resolution": "x".join(map(str, res)) if res != "native" else res,
-                "train_crop": "x".join(map(str, tcfg.crop_hw)), "iters": tcfg.iters, "batch": tcfg.batch,
-                "base_channels": mcfg.base_channels, "profile": "smoke" if self.smoke else self.profile,
+        return {**scale_record(mcfg.to_dict(), tcfg.to_dict()), "profile": "smoke" if self.smoke else self.profile,
                 "device": f"{self.device} ({device_name(self.device)})", "eval_limit": tcfg.eval_limit}
 
     # ---- outputs ---------------------------------------------------------------------------------------

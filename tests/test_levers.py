@@ -9,9 +9,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from dynroute_lib import io
 from dynroute_lib.analysis import levers
-from figure_checks import MIN_DPI, assert_readable, png_dpi
+from dynroute_lib.config import for_run
 from dynroute_lib.routes import is_node_key, parse_node_key
+from figure_checks import MIN_DPI, assert_readable, png_dpi
 
 SUITE = Path(__file__).resolve().parents[1] / "results" / "repro"
 ROW = "dynamic_a_s0"
@@ -28,10 +30,11 @@ def _run_dir(tmp_path: Path, gates: dict | None = None, miou: float = 30.0) -> P
     shutil.copyfile(SUITE / "per_image" / f"{ROW}.csv", d / "per_image.csv")
     shutil.copyfile(SUITE / "curves" / f"{ROW}_val.csv", d / "val_log.csv")
     shutil.copyfile(SUITE / "curves" / f"{ROW}_train.csv", d / "train_log.csv")
-    (d / "train.json").write_text(json.dumps({
-        "command": "dynroute_lib train dynamic_a --gate-init-bias 0.5", "model_config": {"gate_init_bias": 0.5},
-        "train_config": {"gate_lr_mult": 1.0}, "train_wall_s": 1.0,
-        "eval": {"miou_pct": miou, "pixel_acc_pct": 70.0}}))
+    mcfg, tcfg = for_run("dynamic_a", profile="repro")      # what train.json holds for such a run
+    (d / "train.json").write_text(json.dumps(io._jsonable({
+        "command": "dynroute_lib train dynamic_a --gate-init-bias 0.5",
+        "model_config": {**mcfg.to_dict(), "gate_init_bias": 0.5}, "train_config": tcfg.to_dict(),
+        "train_wall_s": 1.0, "eval": {"miou_pct": miou, "pixel_acc_pct": 70.0}})))
     return d
 
 
@@ -66,8 +69,9 @@ def test_main_writes_summary_and_evidence_and_rejects_unfinished_runs(tmp_path, 
     assert list(df["row"]) == ["dynamic_raw_l16_s0", ROW, "lever"]
     assert (out / "route_records" / "lever.npz").is_file() and (out / "curves" / "lever_val.csv").is_file()
     assert png_dpi(out / "lever_curves.png") >= MIN_DPI
-    assert json.loads((out / "run.json").read_text())["train_commands"] == [
-        "dynroute_lib train dynamic_a --gate-init-bias 0.5"]
+    rec = json.loads((out / "run.json").read_text())
+    assert rec["train_commands"] == ["dynroute_lib train dynamic_a --gate-init-bias 0.5"]
+    assert (rec["scale"]["resolution"], rec["scale"]["train_crop"], rec["scale"]["iters"]) == ("240x320", "128x160", 6000)
     (run / "train.json").unlink()
     assert levers.main([str(run), "--suite", str(SUITE), "--out", str(tmp_path / "out2")]) == 2
     assert "train.json missing" in capsys.readouterr().err and not (tmp_path / "out2").exists()

@@ -68,6 +68,15 @@ def caption(scale: Mapping | None) -> str:
     return " · ".join(p for p in parts if p)
 
 
+def scale_record(model_config: Mapping, train_config: Mapping) -> dict:
+    """The scale keys :func:`caption` reads (data, resolution, crop, iterations, batch, width), from a run's model
+    and train config as dicts (``to_dict()``, a checkpoint's or ``train.json``'s ``model_config`` / ``train_config``)."""
+    res = train_config.get("resize_hw")
+    return {"data": train_config.get("data"), "resolution": "x".join(map(str, res)) if res else "native",
+            "train_crop": "x".join(map(str, train_config["crop_hw"])), "iters": train_config.get("iters"),
+            "batch": train_config.get("batch"), "base_channels": model_config.get("base_channels")}
+
+
 def _wrap(text: str, width_in: float, size_pt: float) -> str:
     """Break ``text`` at its `` · `` separators into lines that fit ``width_in`` inches at ``size_pt``."""
     limit = max(20, int(width_in * 72 / (0.55 * size_pt)))

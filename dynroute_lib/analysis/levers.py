@@ -24,7 +24,8 @@ from ..config import for_run
 from ..engine.val_curve import converged
 from ..routes import is_node_key
 from .repro import copy_curve
-from .route_stats import activation_summary, activation_table, cell_table
+from .figstyle import scale_record
+from .route_stats import activation_summary, activation_table, cell_table, flops_summary
 
 KNOBS = ("gate_lr_mult", "gate_init_bias")      # the levers this study varies (model or train config fields)
 
@@ -43,24 +44,30 @@ def _curve(path: Path) -> pd.DataFrame | None:
 def score(name: str, gates: dict, per_image: pd.DataFrame, val_curve: pd.DataFrame | None, **extra) -> dict:
     """One row: real-cost mean / max / min and spread, conditional paths / cells, convergence of ``val_curve``."""
     s = activation_summary(activation_table({name: gates}), cell_table({name: gates})).iloc[0]
-    real = per_image["real_gflops"]
+    f = flops_summary(per_image.assign(model=name)).iloc[0]
     conv = converged(val_curve)
-    return {"row": name, **extra, "gflops_mean": float(real.mean()), "gflops_max": float(real.max()),
-            "gflops_min": float(real.min()), "spread_pct": float(100 * (real.max() - real.min()) / real.mean()),
-            "conditional_paths": int(s["conditional_paths"]), "conditional_cells": int(s["conditional_cells"]),
+    return {"row": name, **extra, **{k: float(f[k]) for k in ("gflops_mean", "gflops_max", "gflops_min")},
+            "spread_pct": float(f["max_min_gap_pct"]), "conditional_paths": int(s["conditional_paths"]), "conditional_cells": int(s["conditional_cells"]),
             "cells_running_pct": float(s["cells_running_pct"]), "mean_gate": float(s["mean_gate"]),
             "tail_gain_points": conv["tail_gain_points"], "converged": conv["converged"]}
 
 
-def run_score(run_dir: Path) -> dict:
-    """Score a ``train --eval`` run directory (``train.json``, ``records.npz``, ``per_image.csv``, ``val_log.csv``)."""
-    run_dir = Path(run_dir)
-    meta_path = run_dir / "train.json"
+def run_meta(run_dir: Path) -> dict:
+    """A finished ``train --eval`` run's ``train.json`` (configs, command, eval record)."""
+    meta_path = Path(run_dir) / "train.json"
     if not meta_path.is_file():
         raise FileNotFoundError(f"{meta_path} missing: the run has not finished (train ... --eval)")
     meta = json.loads(meta_path.read_text())
     if "eval" not in meta:
         raise ValueError(f"{meta_path}: no 'eval' record; train with --eval")
+    return meta
+
+
+def run_score(run_dir: Path, meta: dict | None = None) -> dict:
+    """Score a ``train --eval`` run directory (``train.json``, ``records.npz``, ``per_image.csv``, ``val_log.csv``);
+    ``meta`` is its :func:`run_meta` when already read."""
+    run_dir = Path(run_dir)
+    meta = meta or run_meta(run_dir)
     knobs = {k: {**meta["model_config"], **meta["train_config"]}.get(k) for k in KNOBS}
     return score(run_dir.name, _gates(run_dir / "records.npz"), pd.read_csv(run_dir / "per_image.csv"),
                  _curve(run_dir / "val_log.csv"), source=str(run_dir), **knobs,
@@ -124,7 +131,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--what", default="", help="one line for run.json: what the study asks")
     a = ap.parse_args(argv)
     try:
-        runs = [suite_score(a.suite, b) for b in a.baseline] + [run_score(Path(r)) for r in a.runs]
+        metas = [run_meta(r) for r in a.runs]
+        runs = [suite_score(a.suite, b) for b in a.baseline] + [run_score(r, m) for r, m in zip(a.runs, metas)]
         df = summarize(runs, suite_score(a.suite, a.raw))
     except (FileNotFoundError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
@@ -137,12 +145,7 @@ def main(argv: list[str] | None = None) -> int:
         io.save_csv(out / "per_image" / f"{r.name}.csv", pd.read_csv(r / "per_image.csv"))
         io.copy_file(r / "records.npz", out / "route_records" / f"{r.name}.npz")
     io.save_csv(out / "summary.csv", df)
-    metas = [json.loads((r / "train.json").read_text()) for r in map(Path, a.runs)]
-    tcfg = metas[0]["train_config"]
-    scale = {"data": tcfg.get("data"), "split": "val", "resolution": "x".join(map(str, tcfg.get("resize_hw") or [])),
-             "train_crop": "x".join(map(str, tcfg.get("crop_hw") or [])),
-             "base_channels": metas[0]["model_config"].get("base_channels"), "iters": tcfg.get("iters"),
-             "batch": tcfg.get("batch")}
+    scale = {**scale_record(metas[0]["model_config"], metas[0]["train_config"]), "split": "val"}
     curves = {b: _curve(Path(a.suite) / "curves" / f"{b}_val.csv") for b in [a.raw, *a.baseline]}
     curves.update({r.name: _curve(r / "val_log.csv") for r in map(Path, a.runs)})
     io.save_figure(out / "lever_curves.png", curves_figure({k: v for k, v in curves.items() if v is not None}, scale))
