@@ -1,0 +1,203 @@
+"""Per-image real-cost spread by evaluation set (issue 13, done-when 3; paper Sec. 4.4 / Fig. 5 FLOPs_Max - Min).
+
+The paper reads a dynamic model's per-image cost spread on Cityscapes val: 500 images from three cities. CamVid's
+val split is 101 frames of one drive (``0016E5_07959`` to ``_08159``, about seven seconds of video), so it may
+hold too little scene variety for a gate to respond to. This module measures that, side by side on the same
+checkpoints: each is evaluated (eval mode, official real-cost accounting, same resolution) on several splits, and
+the spread ``(max - min) / mean`` is reported for
+
+- the whole split,
+- random subsets of ``--subset`` images (default 101, val's size, since max - min grows with the sample),
+- windows of ``--window`` consecutive frames inside one sequence (how much a few seconds of one drive vary),
+- each sequence (the CamVid name's prefix before ``_``: ``0001TP``, ``0006R0``, ``0016E5``).
+
+Train images were seen in training (as random crops), so a train spread is a measure of scene variety under that
+caveat, not a held-out number. Usage::
+
+    python -m dynroute_lib.analysis.spread_sets runs/lever/glr2p5 runs/lever/gbias0p5 --splits val train \\
+        --data camvid --resize 240 320 --out results/repro_exploration/spread_by_split
+
+writes ``summary.csv`` (model x split), ``by_sequence.csv``, ``per_image/<model>_<split>.csv``, ``route_records/<model>_<split>.npz`` (gates),
+``spread_sets.png`` and ``run.json``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .. import io
+from ..engine.dist import pick_device
+from .figstyle import scale_record
+from ..routes import is_node_key
+from .route_stats import activation_summary, activation_table, cell_table, flops_summary
+
+
+def sequence_of(image: str) -> str:
+    """The recording a frame comes from: CamVid names are ``<sequence>_<frame>``; names without ``_`` are their
+    own sequence-less set (``"-"``)."""
+    return image.split("_", 1)[0] if "_" in image else "-"
+
+
+def spread_pct(values) -> float:
+    """``(max - min) / mean`` in %, the issue's per-image spread (same formula as ``route_stats.flops_summary``)."""
+    v = np.asarray(values, dtype=float)
+    return float(100 * (v.max() - v.min()) / v.mean())
+
+
+def set_spread(per_image: pd.DataFrame, *, subset: int = 101, window: int = 30, draws: int = 200,
+               seed: int = 0) -> dict:
+    """Spread of one evaluation set (``per_image``: ``image``, ``real_gflops``): whole set, random ``subset``-image
+    subsets (median and 5-95 %), ``window``-frame windows within a sequence (median; frames in name order)."""
+    if len(per_image) < 2:
+        raise ValueError(f"per-image table has {len(per_image)} rows; a spread needs at least 2")
+    whole = flops_summary(per_image.assign(model="all")).iloc[0]
+    r = per_image["real_gflops"].to_numpy(float)
+    rng = np.random.default_rng(seed)
+    n = min(subset, len(r))
+    subs = [spread_pct(r[rng.choice(len(r), n, replace=False)]) for _ in range(draws)]
+    wins = []
+    for _, g in per_image.assign(seq=per_image["image"].map(sequence_of)).sort_values("image").groupby("seq"):
+        v = g["real_gflops"].to_numpy(float)
+        wins += [spread_pct(v[i:i + window]) for i in range(0, len(v) - window + 1)]
+    return {"num_images": int(whole["num_images"]), "gflops_mean": float(whole["gflops_mean"]),
+            "gflops_max": float(whole["gflops_max"]), "gflops_min": float(whole["gflops_min"]),
+            "spread_pct": float(whole["max_min_gap_pct"]), "subset_size": n,
+            "subset_spread_median": float(np.median(subs)), "subset_spread_p5": float(np.percentile(subs, 5)),
+            "subset_spread_p95": float(np.percentile(subs, 95)), "window": window,
+            "window_spread_median": float(np.median(wins)) if wins else float("nan"),
+            "sequences": int(per_image["image"].map(sequence_of).nunique())}
+
+
+def by_sequence(per_image: pd.DataFrame) -> pd.DataFrame:
+    """Mean / max / min real GFLOPs and spread of each sequence of one evaluation set."""
+    df = flops_summary(per_image.assign(model=per_image["image"].map(sequence_of)))
+    return df.rename(columns={"model": "sequence", "max_min_gap_pct": "spread_pct"})
+
+
+def conditional(records: Path) -> dict:
+    """Conditional paths and cell ops (fired on 10-90 % of the set's images, ``route_stats``) of one evaluation's
+    gate records; empty for a model without gates."""
+    if not Path(records).is_file():
+        return {}
+    with np.load(records) as z:
+        gates = {k: z[k] for k in z.files if is_node_key(k)}
+    s = activation_summary(activation_table({"m": gates}), cell_table({"m": gates})).iloc[0]
+    return {"conditional_paths": int(s["conditional_paths"]), "conditional_cells": int(s["conditional_cells"])}
+
+
+def resolve(run: str) -> Path:
+    """A ``train --eval`` run directory (its ``model_final.pt``) or a checkpoint file."""
+    p = Path(run)
+    ck = p / "model_final.pt" if p.is_dir() else p
+    if not ck.is_file():
+        raise FileNotFoundError(f"{ck} missing: pass a finished run directory or a checkpoint file")
+    return ck
+
+
+def figure(per_image: dict[tuple[str, str], pd.DataFrame], scale: dict):
+    """Per-image real cost, one panel per model: images in split / sequence / frame order, each point as % of the
+    model's mean on the first split, coloured by sequence, so a flat split stands beside a varied one."""
+    from matplotlib.figure import Figure
+    from .figstyle import FONT, LABEL, titled
+    models = list(dict.fromkeys(m for m, _ in per_image))
+    fig = Figure(figsize=(10, 2.6 * len(models) + 0.8), layout="constrained")
+    axes = np.atleast_1d(fig.subplots(len(models), 1, squeeze=False)[:, 0])
+    colors = {}
+    for ax, m in zip(axes, models):
+        splits = [s for mm, s in per_image if mm == m]
+        ref = per_image[(m, splits[0])]["real_gflops"].mean()
+        x0 = 0
+        for s in splits:
+            d = per_image[(m, s)].sort_values("image")
+            seq = d["image"].map(sequence_of)
+            for q in dict.fromkeys(seq):
+                sel = (seq == q).to_numpy()
+                idx = x0 + np.flatnonzero(sel)
+                c = colors.setdefault(q, f"C{len(colors)}")
+                ax.scatter(idx, 100 * d["real_gflops"].to_numpy()[sel] / ref, s=6, color=c,
+                           label=q if q not in ax.get_legend_handles_labels()[1] else None)
+            ax.text(x0 + len(d) / 2, 1.0, f"{s} ({len(d)})", transform=ax.get_xaxis_transform(), ha="center",
+                    va="bottom", fontsize=FONT)
+            x0 += len(d)
+            ax.axvline(x0 - 0.5, color="0.5", lw=0.8)
+        ax.set_ylabel(f"{m}\n% of {splits[0]} mean", fontsize=LABEL)
+        ax.tick_params(labelsize=FONT)
+        ax.grid(alpha=0.3)
+    axes[-1].set_xlabel("image (split, sequence, frame order)", fontsize=LABEL)
+    axes[0].legend(fontsize=FONT, loc="upper left", ncols=len(colors), markerscale=2)
+    return titled(fig, "Per-image real cost of the same checkpoints on each CamVid split", scale)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m dynroute_lib.analysis.spread_sets",
+                                 description=__doc__.split("\n")[0])
+    ap.add_argument("runs", nargs="+", help="train --eval run directories or checkpoint files")
+    ap.add_argument("--labels", nargs="+", help="one name per run (default: the directory's name)")
+    ap.add_argument("--splits", nargs="+", default=["val", "train"])
+    ap.add_argument("--data", default="camvid")
+    ap.add_argument("--data-root", default=None)
+    ap.add_argument("--resize", type=int, nargs=2, metavar=("H", "W"), default=[240, 320])
+    ap.add_argument("--subset", type=int, default=101, help="random-subset size (default: CamVid val's 101)")
+    ap.add_argument("--window", type=int, default=30, help="consecutive frames per within-sequence window")
+    ap.add_argument("--limit", type=int, help="first N images of each split only (smoke runs)")
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--device", default="auto")
+    a = ap.parse_args(argv)
+    with tempfile.TemporaryDirectory(prefix="spread_sets_") as t:
+        return _run(a, argv, Path(t))
+
+
+def _run(a, argv, tmp: Path) -> int:
+    from ..engine.evaluate import evaluate_checkpoint
+    try:
+        if a.labels and len(a.labels) != len(a.runs):
+            raise ValueError(f"--labels: {len(a.labels)} names for {len(a.runs)} runs")
+        if a.subset < 2 or a.window < 2:
+            raise ValueError("--subset and --window must be at least 2")
+        cks = [resolve(r) for r in a.runs]
+        labels = a.labels or [Path(r).name if Path(r).is_dir() else Path(r).stem for r in a.runs]
+        per_image, rows, seqs = {}, [], []
+        for lab, ck in zip(labels, cks):
+            for s in a.splits:
+                rec = tmp / f"{lab}_{s}"          # records go to results/ only once every evaluation succeeded
+                res = evaluate_checkpoint(ck, data=a.data, data_root=a.data_root, split=s, resize_hw=a.resize,
+                                          limit=a.limit, true_macs=False, device=a.device, records_dir=rec)
+                d = per_image[(lab, s)] = pd.read_csv(rec / "per_image.csv")
+                rows.append({"model": lab, "split": s, "miou_pct": res["miou_pct"],
+                             **set_spread(d, subset=a.subset, window=a.window), **conditional(rec / "records.npz")})
+                seqs.append(by_sequence(d).assign(model=lab, split=s))
+                print(f"{lab} {s}: {rows[-1]['num_images']} images, spread {rows[-1]['spread_pct']:.1f} %, "
+                      f"{a.subset}-image subsets {rows[-1]['subset_spread_median']:.1f} %", flush=True)
+    except (FileNotFoundError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    out = Path(a.out)
+    for (lab, s), d in per_image.items():
+        io.save_csv(out / "per_image" / f"{lab}_{s}.csv", d)
+        if (tmp / f"{lab}_{s}" / "records.npz").is_file():
+            io.copy_file(tmp / f"{lab}_{s}" / "records.npz", out / "route_records" / f"{lab}_{s}.npz")
+    meta_path = cks[0].parent / "train.json"
+    ckmeta = json.loads(meta_path.read_text()) if meta_path.is_file() else None
+    summary = pd.DataFrame(rows)
+    io.save_csv(out / "summary.csv", summary)
+    seq_df = pd.concat(seqs, ignore_index=True)
+    io.save_csv(out / "by_sequence.csv", seq_df[["model", "split", *[c for c in seq_df if c not in ("model", "split")]]])
+    scale = {**(scale_record(ckmeta["model_config"], ckmeta["train_config"]) if ckmeta else {"data": a.data}),
+             "resolution": "x".join(map(str, a.resize)), "split": " / ".join(a.splits), "note": "eval mode"}
+    io.save_figure(out / "spread_sets.png", figure(per_image, scale))
+    io.save_json(out / "run.json", io.provenance({"scale": scale, "checkpoints": [str(c) for c in cks],
+                                                  "command": io.command_line("dynroute_lib.analysis.spread_sets", argv)},
+                                                 device=pick_device(a.device)))
+    cols = ["model", "split", "num_images", "miou_pct", "spread_pct", "subset_spread_median", "window_spread_median"]
+    print(summary[cols].to_string(index=False, float_format=lambda v: f"{v:.3g}"))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

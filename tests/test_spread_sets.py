@@ -1,0 +1,81 @@
+"""Per-image cost spread by evaluation set (analysis.spread_sets; issue 13 done-when 3 diagnosis)."""
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from dynroute_lib.analysis import spread_sets
+from dynroute_lib.config import for_run
+from dynroute_lib.engine.train import train
+from dynroute_lib.routes import is_node_key
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def test_sequence_of_reads_the_camvid_prefix():
+    assert spread_sets.sequence_of("0016E5_07959") == "0016E5"
+    assert spread_sets.sequence_of("0006R0_f00930") == "0006R0"
+    assert spread_sets.sequence_of("frame7") == "-"
+
+
+def test_variation_between_sequences_is_not_counted_as_within_a_window():
+    # two drives, each at a constant cost: the set spreads, no window inside one drive does
+    df = pd.DataFrame({"image": [f"AAA_{i:03d}" for i in range(40)] + [f"BBB_{i:03d}" for i in range(40)],
+                       "real_gflops": [1.0] * 40 + [1.2] * 40})
+    s = spread_sets.set_spread(df, subset=20, window=10, draws=50)
+    assert s["spread_pct"] == pytest.approx(100 * 0.2 / 1.1)
+    assert s["window_spread_median"] == 0.0
+    assert s["sequences"] == 2 and s["subset_size"] == 20
+    assert 0 < s["subset_spread_median"] <= s["spread_pct"] + 1e-9   # a subset almost surely holds both drives
+    seq = spread_sets.by_sequence(df)
+    assert list(seq["sequence"]) == ["AAA", "BBB"] and (seq["spread_pct"] == 0).all()
+
+
+def test_a_frame_that_jumps_shows_in_its_window_only():
+    r = np.ones(60)
+    r[45] = 1.5                              # one expensive frame late in the drive
+    df = pd.DataFrame({"image": [f"S_{i:03d}" for i in range(60)], "real_gflops": r})
+    s = spread_sets.set_spread(df, window=10)
+    # 51 windows of 10 frames; 10 hold frame 45, so the median window is flat
+    assert s["window_spread_median"] == 0.0 and s["spread_pct"] > 45
+
+
+def test_too_few_images_is_a_clear_error():
+    with pytest.raises(ValueError, match="at least 2"):
+        spread_sets.set_spread(pd.DataFrame({"image": ["a_1"], "real_gflops": [1.0]}))
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    out = tmp_path_factory.mktemp("spread")
+    m, t = for_run("dynamic_a", smoke=True)
+    train(replace(m, num_layers=4), replace(t, iters=1, precise_bn_iters=0), out, progress_bar=False)
+    return out
+
+
+def test_cli_evaluates_each_split_and_writes_records(run_dir, tmp_path):
+    out = tmp_path / "res"
+    assert spread_sets.main([str(run_dir), "--labels", "tiny", "--data", "synthetic", "--splits", "val", "train",
+                             "--resize", "64", "64", "--limit", "4", "--subset", "3", "--window", "2",
+                             "--device", "cpu", "--out", str(out)]) == 0
+    summary = pd.read_csv(out / "summary.csv")
+    assert list(summary["split"]) == ["val", "train"] and (summary["num_images"] == 4).all()
+    for _, row in summary.iterrows():
+        d = pd.read_csv(out / "per_image" / f"tiny_{row['split']}.csv")
+        assert d["image"].str.startswith(row["split"]).all()     # the split's own images were evaluated
+        assert row["spread_pct"] == pytest.approx(spread_sets.spread_pct(d["real_gflops"]))
+        with np.load(out / "route_records" / f"tiny_{row['split']}.npz") as z:
+            assert any(is_node_key(k) for k in z.files)
+    assert {"conditional_paths", "conditional_cells"} <= set(summary.columns)
+    assert (out / "spread_sets.png").is_file() and (out / "run.json").is_file()
+
+
+def test_cli_errors_name_the_input_and_write_nothing(run_dir, tmp_path, capsys):
+    out = tmp_path / "res"
+    assert spread_sets.main([str(tmp_path / "nope"), "--out", str(out)]) == 2
+    assert "nope" in capsys.readouterr().err and not out.exists()
+    assert spread_sets.main([str(run_dir), "--labels", "a", "b", "--data", "synthetic", "--out", str(out)]) == 2
+    assert "--labels" in capsys.readouterr().err and not out.exists()
