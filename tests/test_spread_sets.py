@@ -19,6 +19,15 @@ def test_sequence_of_reads_the_camvid_prefix():
     assert spread_sets.sequence_of("0016E5_07959") == "0016E5"
     assert spread_sets.sequence_of("0006R0_f00930") == "0006R0"
     assert spread_sets.sequence_of("frame7") == "-"
+    assert spread_sets.frame_number("0006R0_f00930") == 930
+    assert np.isnan(spread_sets.frame_number("frame7"))
+
+
+def test_frame_step_is_the_median_gap_within_each_sequence():
+    names = [f"A_{i:05d}" for i in range(0, 60, 2)] + [f"B_{i:05d}" for i in range(1000, 1300, 30)]
+    df = pd.DataFrame({"image": names, "real_gflops": 1.0})
+    assert spread_sets.frame_step(df) == 2.0                  # 29 gaps of 2 outnumber 9 gaps of 30
+    assert spread_sets.frame_step(df[df["image"].str.startswith("B")]) == 30.0
 
 
 def test_variation_between_sequences_is_not_counted_as_within_a_window():

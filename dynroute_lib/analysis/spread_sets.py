@@ -9,7 +9,9 @@ the spread ``(max - min) / mean`` is reported for
 - the whole split,
 - random subsets of ``--subset`` images (default 101, val's size, since max - min grows with the sample),
 - windows of ``--window`` consecutive frames inside one sequence (how much a few seconds of one drive vary),
-- each sequence (the CamVid name's prefix before ``_``: ``0001TP``, ``0006R0``, ``0016E5``).
+- each sequence (the CamVid name's prefix before ``_``: ``0001TP``, ``0006R0``, ``0016E5``),
+
+and how densely the set samples its video (``frame_step``: the median gap in frame numbers within a sequence).
 
 Train images were seen in training (as random crops), so a train spread is a measure of scene variety under that
 caveat, not a held-out number. Usage::
@@ -44,6 +46,22 @@ def sequence_of(image: str) -> str:
     return image.split("_", 1)[0] if "_" in image else "-"
 
 
+def frame_number(image: str) -> float:
+    """The frame index in a ``<sequence>_<frame>`` name (``0006R0_f00930`` -> 930), NaN when there is none."""
+    digits = "".join(ch for ch in image.split("_", 1)[-1] if ch.isdigit()) if "_" in image else ""
+    return float(digits) if digits else float("nan")
+
+
+def frame_step(per_image: pd.DataFrame) -> float:
+    """Median distance in frame numbers between consecutive images of a sequence: how densely the set samples
+    the video (CamVid val: every 2nd frame of 30 fps; train: every 30th)."""
+    steps = [np.diff(np.sort(g.to_numpy())) for _, g in
+             per_image["image"].map(frame_number).groupby(per_image["image"].map(sequence_of))]
+    steps = np.concatenate(steps) if steps else np.array([])
+    steps = steps[np.isfinite(steps)]
+    return float(np.median(steps)) if len(steps) else float("nan")
+
+
 def spread_pct(values) -> float:
     """``(max - min) / mean`` in %, the issue's per-image spread (same formula as ``route_stats.flops_summary``)."""
     v = np.asarray(values, dtype=float)
@@ -71,7 +89,7 @@ def set_spread(per_image: pd.DataFrame, *, subset: int = 101, window: int = 30, 
             "subset_spread_median": float(np.median(subs)), "subset_spread_p5": float(np.percentile(subs, 5)),
             "subset_spread_p95": float(np.percentile(subs, 95)), "window": window,
             "window_spread_median": float(np.median(wins)) if wins else float("nan"),
-            "sequences": int(per_image["image"].map(sequence_of).nunique())}
+            "sequences": int(per_image["image"].map(sequence_of).nunique()), "frame_step": frame_step(per_image)}
 
 
 def by_sequence(per_image: pd.DataFrame) -> pd.DataFrame:
