@@ -99,6 +99,22 @@ def test_resume_without_checkpoint_says_so_and_eval_prints_metrics(tmp_path, cac
     assert f"mIoU {rec['miou_pct']:.2f} %" in ev[0] and f"mean/max/min {rec['mean_real_gflops']:.3f}/" in ev[0]
 
 
+def test_train_json_names_the_code_that_started_training(tmp_path, cache, monkeypatch):
+    import dynroute_lib.engine.train as train_mod
+    head = {"sha": "aaaa"}
+    monkeypatch.setattr(io, "_git", lambda *a: head["sha"] if a[0] == "rev-parse" else "")
+    real_train = train_mod.train
+
+    def train_while_a_commit_lands(*args, **kw):
+        out = real_train(*args, **kw)
+        head["sha"] = "bbbb"                 # a commit landed while the run trained
+        return out
+    monkeypatch.setattr(train_mod, "train", train_while_a_commit_lands)
+    assert train_main(["dynamic_a", "--smoke", "--out", str(tmp_path / "run"), "--iters", "1",
+                       "--precise-bn", "0"]) == 0
+    assert json.loads((tmp_path / "run" / "train.json").read_text())["git_sha"] == "aaaa"
+
+
 def test_untrusted_checkpoint_refused_with_our_line(tmp_path):
     path = tmp_path / "evil.pt"
     torch.save({"model": {"w": torch.zeros(1)}, "when": datetime.datetime(2020, 1, 1)}, path)

@@ -316,10 +316,12 @@ def main(argv: list[str] | None = None) -> int:
         if a.gate_init_bias is not None:
             mcfg = replace(mcfg, gate_init_bias=a.gate_init_bias)
         validate_split(tcfg.data, tcfg.data_root or None, "val" if a.eval else "train")   # before anything is written
+        # taken before training: the code (git SHA) and start time of the process that trains, not of the tree
+        # when an hour-long run ends (commits may land meanwhile)
+        env = io.provenance({"command": io.command_line("dynroute_lib train", argv)})
         with io.Timer() as t:
             summary = train(mcfg, tcfg, a.out, resume=a.resume, device=a.device)
-        rec = io.provenance({"command": io.command_line("dynroute_lib train", argv), "model_config": mcfg.to_dict(),
-                             "train_config": tcfg.to_dict(), **summary, "wall_s": t.wall_s})
+        rec = {**env, "model_config": mcfg.to_dict(), "train_config": tcfg.to_dict(), **summary, "wall_s": t.wall_s}
         if a.eval:
             from .evaluate import evaluate_checkpoint, summary_line
             rec["eval"] = evaluate_checkpoint(Path(a.out) / "model_final.pt", data=tcfg.data,
