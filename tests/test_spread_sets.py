@@ -1,15 +1,14 @@
 """Per-image cost spread by evaluation set (analysis.spread_sets; issue 13 done-when 3 diagnosis)."""
 from __future__ import annotations
 
-from dataclasses import replace
+import json
 
 import numpy as np
 import pandas as pd
 import pytest
 
 from dynroute_lib.analysis import spread_sets
-from dynroute_lib.config import for_run
-from dynroute_lib.engine.train import train
+from dynroute_lib.engine.train import main as train_main
 from dynroute_lib.routes import is_node_key
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -59,9 +58,8 @@ def test_too_few_images_is_a_clear_error():
 
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory):
-    out = tmp_path_factory.mktemp("spread")
-    m, t = for_run("dynamic_a", smoke=True)
-    train(replace(m, num_layers=4), replace(t, iters=1, precise_bn_iters=0), out, progress_bar=False)
+    out = tmp_path_factory.mktemp("spread") / "run"       # a train CLI run: model_final.pt and train.json
+    assert train_main(["dynamic_a", "--smoke", "--out", str(out), "--iters", "1", "--precise-bn", "0"]) == 0
     return out
 
 
@@ -79,7 +77,9 @@ def test_cli_evaluates_each_split_and_writes_records(run_dir, tmp_path):
         with np.load(out / "route_records" / f"tiny_{row['split']}.npz") as z:
             assert any(is_node_key(k) for k in z.files)
     assert {"conditional_paths", "conditional_cells"} <= set(summary.columns)
-    assert (out / "spread_sets.png").is_file() and (out / "run.json").is_file()
+    assert (out / "spread_sets.png").is_file()
+    run = json.loads((out / "run.json").read_text())          # the training command travels with the spread
+    assert run["train_commands"] == [json.loads((run_dir / "train.json").read_text())["command"]]
 
 
 def test_cli_errors_name_the_input_and_write_nothing(run_dir, tmp_path, capsys):

@@ -200,8 +200,10 @@ def _run(a, argv, tmp: Path) -> int:
         io.save_csv(out / "per_image" / f"{lab}_{s}.csv", d)
         if (tmp / f"{lab}_{s}" / "records.npz").is_file():
             io.copy_file(tmp / f"{lab}_{s}" / "records.npz", out / "route_records" / f"{lab}_{s}.npz")
-    meta_path = cks[0].parent / "train.json"
-    ckmeta = json.loads(meta_path.read_text()) if meta_path.is_file() else None
+    # each run's train.json (when there is one): its training command belongs beside the spread it explains
+    metas = [json.loads((c.parent / "train.json").read_text()) if (c.parent / "train.json").is_file() else None
+             for c in cks]
+    ckmeta = metas[0]
     summary = pd.DataFrame(rows)
     io.save_csv(out / "summary.csv", summary)
     seq_df = pd.concat(seqs, ignore_index=True)
@@ -210,6 +212,9 @@ def _run(a, argv, tmp: Path) -> int:
              "resolution": "x".join(map(str, a.resize)), "split": " / ".join(a.splits), "note": "eval mode"}
     io.save_figure(out / "spread_sets.png", figure(per_image, scale))
     io.save_json(out / "run.json", io.provenance({"scale": scale, "checkpoints": [str(c) for c in cks],
+                                                  "train_commands": [m.get("command") if m else None for m in metas],
+                                                  "train_data_roots": [m["train_config"].get("data_root") if m else None
+                                                                       for m in metas],
                                                   "command": io.command_line("dynroute_lib.analysis.spread_sets", argv)},
                                                  device=pick_device(a.device)))
     cols = ["model", "split", "num_images", "miou_pct", "spread_pct", "subset_spread_median", "window_spread_median"]
