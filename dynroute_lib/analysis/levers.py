@@ -22,10 +22,9 @@ import pandas as pd
 from .. import io
 from ..config import for_run
 from ..engine.val_curve import converged
-from ..routes import is_node_key
 from .repro import copy_curve
 from .figstyle import scale_record
-from .route_stats import activation_summary, activation_table, cell_table, flops_summary
+from .route_stats import flops_summary, gate_summary, read_gates
 
 KNOBS = ("gate_lr_mult", "gate_init_bias")      # the levers this study varies (model or train config fields)
 
@@ -33,8 +32,7 @@ KNOBS = ("gate_lr_mult", "gate_init_bias")      # the levers this study varies (
 def _gates(npz: Path) -> dict[str, np.ndarray]:
     if not npz.is_file():
         raise FileNotFoundError(f"{npz} missing: the run must be evaluated with records (train --eval)")
-    with np.load(npz) as z:
-        return {k: z[k] for k in z.files if is_node_key(k)}
+    return read_gates(npz)
 
 
 def _curve(path: Path) -> pd.DataFrame | None:
@@ -43,7 +41,7 @@ def _curve(path: Path) -> pd.DataFrame | None:
 
 def score(name: str, gates: dict, per_image: pd.DataFrame, val_curve: pd.DataFrame | None, **extra) -> dict:
     """One row: real-cost mean / max / min and spread, conditional paths / cells, convergence of ``val_curve``."""
-    s = activation_summary(activation_table({name: gates}), cell_table({name: gates})).iloc[0]
+    s = gate_summary(gates)
     f = flops_summary(per_image.assign(model=name)).iloc[0]
     conv = converged(val_curve)
     return {"row": name, **extra, **{k: float(f[k]) for k in ("gflops_mean", "gflops_max", "gflops_min")},

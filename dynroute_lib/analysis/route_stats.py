@@ -17,6 +17,12 @@ from ..routes import is_node_key
 FIG5_MODELS = ["dynamic_raw_l16", "dynamic_a", "dynamic_b", "dynamic_c"]   # the gated models of Fig. 5
 
 
+def read_gates(path: Path) -> dict[str, np.ndarray]:
+    """The gate arrays (``[num_images, n_paths]`` per node key) of one ``records.npz``."""
+    with np.load(path) as z:
+        return {k: z[k] for k in z.files if is_node_key(k)}
+
+
 def read_records(results_dir: Path, models=FIG5_MODELS) -> dict[str, dict[str, np.ndarray]]:
     """Gate arrays per model from 03's ``route_records/`` (fails loudly, naming what is missing)."""
     out = {}
@@ -24,8 +30,7 @@ def read_records(results_dir: Path, models=FIG5_MODELS) -> dict[str, dict[str, n
         path = Path(results_dir) / "route_records" / f"{m}.npz"
         if not path.is_file():
             raise FileNotFoundError(f"{path} missing: run 03_tables (with {m} trained) before 04")
-        with np.load(path) as z:
-            out[m] = {k: z[k] for k in z.files if is_node_key(k)}
+        out[m] = read_gates(path)
     return out
 
 
@@ -96,6 +101,11 @@ def activation_summary(act: pd.DataFrame, cells: pd.DataFrame | None = None) -> 
         c = cells.groupby("model", sort=False)["cell_prob"]
         out = out.join(pd.DataFrame({"cells_running_pct": c.mean() * 100, "conditional_cells": c.apply(_conditional)}))
     return out.reset_index()
+
+
+def gate_summary(gates: dict[str, np.ndarray]) -> pd.Series:
+    """:func:`activation_summary` of one model's gate arrays, cell columns included (one row)."""
+    return activation_summary(activation_table({"model": gates}), cell_table({"model": gates})).iloc[0]
 
 
 def flops_summary(per_image: pd.DataFrame) -> pd.DataFrame:

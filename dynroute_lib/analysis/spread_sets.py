@@ -36,8 +36,7 @@ import pandas as pd
 from .. import io
 from ..engine.dist import pick_device
 from .figstyle import scale_record
-from ..routes import is_node_key
-from .route_stats import activation_summary, activation_table, cell_table, flops_summary
+from .route_stats import flops_summary, gate_summary, read_gates
 
 
 def sequence_of(image: str) -> str:
@@ -103,9 +102,7 @@ def conditional(records: Path) -> dict:
     gate records; empty for a model without gates."""
     if not Path(records).is_file():
         return {}
-    with np.load(records) as z:
-        gates = {k: z[k] for k in z.files if is_node_key(k)}
-    s = activation_summary(activation_table({"m": gates}), cell_table({"m": gates})).iloc[0]
+    s = gate_summary(read_gates(records))
     return {"conditional_paths": int(s["conditional_paths"]), "conditional_cells": int(s["conditional_cells"])}
 
 
