@@ -88,3 +88,26 @@ def test_cli_errors_name_the_input_and_write_nothing(run_dir, tmp_path, capsys):
     assert "nope" in capsys.readouterr().err and not out.exists()
     assert spread_sets.main([str(run_dir), "--labels", "a", "b", "--data", "synthetic", "--out", str(out)]) == 2
     assert "--labels" in capsys.readouterr().err and not out.exists()
+
+
+def test_replot_redraws_the_figure_from_the_committed_csvs(run_dir, tmp_path, capsys):
+    out = tmp_path / "res"
+    assert spread_sets.main([str(run_dir), "--data", "synthetic", "--splits", "val", "--resize", "64", "64",
+                             "--limit", "3", "--subset", "2", "--window", "2", "--device", "cpu",
+                             "--out", str(out)]) == 0
+    (out / "spread_sets.png").unlink()
+    assert spread_sets.main(["--replot", str(out)]) == 0 and (out / "spread_sets.png").is_file()
+    assert json.loads((out / "run.json").read_text())["replotted"]["files"] == ["spread_sets.png"]
+    (out / "per_image" / "run_val.csv").unlink()
+    assert spread_sets.main(["--replot", str(out)]) == 2
+    assert "run_val.csv" in capsys.readouterr().err
+
+
+def test_figure_legend_is_below_the_panels_not_on_the_points():
+    from figure_checks import assert_readable
+    df = pd.DataFrame({"image": [f"AAA_{i:03d}" for i in range(5)] + [f"BBB_{i:03d}" for i in range(5)],
+                       "real_gflops": np.linspace(1.0, 1.2, 10)})
+    fig = spread_sets.figure({("m", "val"): df, ("m", "train"): df}, {"data": "camvid"})
+    assert all(ax.get_legend() is None for ax in fig.axes)
+    assert [t.get_text() for t in fig.legends[0].get_texts()] == ["AAA", "BBB"]
+    assert_readable(fig, "camvid", "spread_sets")

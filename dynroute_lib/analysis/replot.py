@@ -108,13 +108,17 @@ def replot(stems=None, *, src: Path = RESULTS_DIR, out: Path = LOCAL_RESULTS_DIR
             written.append(io.save_figure(Path(out) / stem / name, fig))
             names.append(name)
         if record and (Path(out) / stem / "run.json").is_file():
-            path = Path(out) / stem / "run.json"
-            run = json.loads(path.read_text())
-            run["replotted"] = {"git_sha": io._git("rev-parse", "HEAD"), "files": names,
-                                "command": io.command_line("dynroute_lib replot"),
-                                "time_utc": datetime.now(timezone.utc).isoformat(timespec="seconds")}
-            io.save_json(path, run)
+            mark_replotted(Path(out) / stem / "run.json", names, io.command_line("dynroute_lib replot"))
     return written
+
+
+def mark_replotted(run_json: Path, names: list[str], command: str) -> None:
+    """Add the ``replotted`` entry (git SHA, files, command, time) to a results folder's ``run.json``: the figures
+    are newer than the numbers, and the record says by which code."""
+    run = json.loads(Path(run_json).read_text())
+    run["replotted"] = {"git_sha": io._git("rev-parse", "HEAD"), "files": names, "command": command,
+                        "time_utc": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+    io.save_json(run_json, run)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -34,15 +34,10 @@ import numpy as np
 import pandas as pd
 
 from .. import io
+from ..data.holdout import sequence_of
 from ..engine.dist import pick_device
 from .figstyle import scale_record
 from .route_stats import flops_summary, gate_summary, read_gates
-
-
-def sequence_of(image: str) -> str:
-    """The recording a frame comes from: CamVid names are ``<sequence>_<frame>``; names without ``_`` are their
-    own sequence-less set (``"-"``)."""
-    return image.split("_", 1)[0] if "_" in image else "-"
 
 
 def frame_number(image: str) -> float:
@@ -119,6 +114,7 @@ def figure(per_image: dict[tuple[str, str], pd.DataFrame], scale: dict):
     """Per-image real cost, one panel per model: images in split / sequence / frame order, each point as % of the
     model's mean on the first split, coloured by sequence, so a flat split stands beside a varied one."""
     from matplotlib.figure import Figure
+    from matplotlib.lines import Line2D
     from .figstyle import FONT, LABEL, titled
     models = list(dict.fromkeys(m for m, _ in per_image))
     fig = Figure(figsize=(10, 2.6 * len(models) + 0.8), layout="constrained")
@@ -135,8 +131,7 @@ def figure(per_image: dict[tuple[str, str], pd.DataFrame], scale: dict):
                 sel = (seq == q).to_numpy()
                 idx = x0 + np.flatnonzero(sel)
                 c = colors.setdefault(q, f"C{len(colors)}")
-                ax.scatter(idx, 100 * d["real_gflops"].to_numpy()[sel] / ref, s=6, color=c,
-                           label=q if q not in ax.get_legend_handles_labels()[1] else None)
+                ax.scatter(idx, 100 * d["real_gflops"].to_numpy()[sel] / ref, s=6, color=c)
             ax.text(x0 + len(d) / 2, 1.0, f"{s} ({len(d)})", transform=ax.get_xaxis_transform(), ha="center",
                     va="bottom", fontsize=FONT)
             x0 += len(d)
@@ -145,14 +140,38 @@ def figure(per_image: dict[tuple[str, str], pd.DataFrame], scale: dict):
         ax.tick_params(labelsize=FONT)
         ax.grid(alpha=0.3)
     axes[-1].set_xlabel("image (split, sequence, frame order)", fontsize=LABEL)
-    axes[0].legend(fontsize=FONT, loc="upper left", ncols=len(colors), markerscale=2)
+    # one legend for the figure, below the panels: inside a panel it covered the first split's points
+    handles = [Line2D([], [], ls="", marker="o", markersize=4, color=c, label=q) for q, c in colors.items()]
+    fig.legend(handles=handles, fontsize=FONT, loc="outside lower center", ncols=len(colors),
+               title="sequence", title_fontsize=FONT)
     return titled(fig, "Per-image real cost of the same checkpoints on each CamVid split", scale)
+
+
+def replot(out: Path, argv: list[str] | None = None) -> Path:
+    """Redraw ``out/spread_sets.png`` from ``summary.csv``, ``per_image/`` and ``run.json`` (no checkpoint needed);
+    ``run.json`` gets a ``replotted`` entry."""
+    from .replot import mark_replotted
+    for need in ("summary.csv", "run.json"):
+        if not (out / need).is_file():
+            raise FileNotFoundError(f"{out / need} missing: not a spread_sets output folder")
+    summary = pd.read_csv(out / "summary.csv", dtype={"model": str, "split": str})
+    per_image = {}
+    for m, s in zip(summary["model"], summary["split"]):
+        f = out / "per_image" / f"{m}_{s}.csv"
+        if not f.is_file():
+            raise FileNotFoundError(f"{f} missing: summary.csv names it")
+        per_image[(m, s)] = pd.read_csv(f)
+    scale = json.loads((out / "run.json").read_text())["scale"]
+    png = io.save_figure(out / "spread_sets.png", figure(per_image, scale))
+    mark_replotted(out / "run.json", [png.name], io.command_line("dynroute_lib.analysis.spread_sets", argv))
+    return png
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m dynroute_lib.analysis.spread_sets",
                                  description=__doc__.split("\n")[0])
-    ap.add_argument("runs", nargs="+", help="train --eval run directories or checkpoint files")
+    ap.add_argument("runs", nargs="*", help="train --eval run directories or checkpoint files")
+    ap.add_argument("--replot", metavar="DIR", help="only redraw DIR/spread_sets.png from DIR's committed CSVs")
     ap.add_argument("--labels", nargs="+", help="one name per run (default: the directory's name)")
     ap.add_argument("--splits", nargs="+", default=["val", "train"])
     ap.add_argument("--data", default="camvid")
@@ -161,9 +180,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--subset", type=int, default=101, help="random-subset size (default: CamVid val's 101)")
     ap.add_argument("--window", type=int, default=30, help="consecutive frames per within-sequence window")
     ap.add_argument("--limit", type=int, help="first N images of each split only (smoke runs)")
-    ap.add_argument("--out", required=True)
+    ap.add_argument("--out", help="output folder (required unless --replot)")
     ap.add_argument("--device", default="auto")
     a = ap.parse_args(argv)
+    if a.replot:
+        try:
+            print(replot(Path(a.replot), argv))
+        except (FileNotFoundError, ValueError) as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
+        return 0
+    if not a.runs or not a.out:
+        ap.error("pass run directories or checkpoints and --out (or --replot DIR)")
     with tempfile.TemporaryDirectory(prefix="spread_sets_") as t:
         return _run(a, argv, Path(t))
 
