@@ -83,3 +83,23 @@ def test_curves_figure_is_readable_and_names_the_scale():
     assert_readable(fig, "camvid", "lever_curves")
     assert "6000 iterations" in fig._suptitle.get_text()
     assert len(fig.axes[0].lines) == 1 and fig.axes[1].lines[0].get_ydata().max() <= 100
+
+
+def test_add_to_keeps_the_committed_runs_rescored_from_their_evidence(tmp_path, capsys):
+    first = _run_dir(tmp_path / "a", miou=31.0)
+    out = tmp_path / "study"
+    assert levers.main([str(first), "--suite", str(SUITE), "--out", str(out), "--what", "q"]) == 0
+    before = pd.read_csv(out / "summary.csv")
+    shutil.rmtree(first)                                   # the checkpoint dir is gone, as on a new machine
+    second = _run_dir(tmp_path / "b", miou=29.0).rename(tmp_path / "b" / "lever2")
+    assert levers.main([str(second), "--suite", str(SUITE), "--add-to", str(out)]) == 0
+    after = pd.read_csv(out / "summary.csv")
+    assert list(after["row"]) == ["dynamic_raw_l16_s0", ROW, "lever", "lever2"]
+    pd.testing.assert_frame_equal(after.iloc[:3], before)        # the kept run is scored exactly as before
+    assert after.loc[3, "miou_pct"] == 29.0 and (out / "per_image" / "lever2.csv").is_file()
+    rec = json.loads((out / "run.json").read_text())
+    assert rec["what"] == "q" and len(rec["train_commands"]) == 2 and "--out" in rec["earlier_commands"][0]
+    (out / "per_image" / "lever.csv").unlink()                    # evidence missing: one line, nothing written
+    mtime = (out / "summary.csv").stat().st_mtime_ns
+    assert levers.main([str(second), "--suite", str(SUITE), "--add-to", str(out)]) == 2
+    assert "lever.csv missing" in capsys.readouterr().err and (out / "summary.csv").stat().st_mtime_ns == mtime

@@ -111,3 +111,25 @@ def test_figure_legend_is_below_the_panels_not_on_the_points():
     assert all(ax.get_legend() is None for ax in fig.axes)
     assert [t.get_text() for t in fig.legends[0].get_texts()] == ["AAA", "BBB"]
     assert_readable(fig, "camvid", "spread_sets")
+
+
+def test_add_to_keeps_the_committed_models_without_their_checkpoints(run_dir, tmp_path, capsys):
+    out = tmp_path / "res"
+    common = ["--data", "synthetic", "--splits", "val", "--resize", "64", "64", "--limit", "3", "--subset", "2",
+              "--window", "2", "--device", "cpu"]
+    assert spread_sets.main([str(run_dir), "--labels", "first", *common, "--out", str(out)]) == 0
+    before = pd.read_csv(out / "summary.csv")
+    assert spread_sets.main([str(run_dir), "--labels", "second", *common, "--add-to", str(out)]) == 0
+    after = pd.read_csv(out / "summary.csv")
+    assert list(after["model"]) == ["first", "second"]
+    pd.testing.assert_frame_equal(after.iloc[:1], before)        # re-scored from per_image/ and route_records/
+    run = json.loads((out / "run.json").read_text())
+    assert len(run["checkpoints"]) == len(run["eval_data_roots"]) == 2 and "first" in run["earlier_commands"][0]
+    assert set(pd.read_csv(out / "by_sequence.csv")["model"]) == {"first", "second"}
+    assert spread_sets.main([str(run_dir), "--labels", "third", *common[:-4], "--window", "3", "--device", "cpu",
+                             "--add-to", str(out)]) == 2
+    assert "--window" in capsys.readouterr().err
+    assert spread_sets.main([str(run_dir), "--labels", "third", *common, "--add-to", str(out),
+                             "--out", str(tmp_path / "elsewhere")]) == 2
+    assert "omit --out" in capsys.readouterr().err and not (tmp_path / "elsewhere").exists()
+    assert list(pd.read_csv(out / "summary.csv")["model"]) == ["first", "second"]

@@ -88,6 +88,35 @@ def suite_score(suite: Path, row: str) -> dict:
                  train_wall_s=meta.get("train_wall_s"), git_sha=meta.get("git_sha"))
 
 
+def committed_score(study: Path, row: pd.Series) -> dict:
+    """Re-score a run kept in a committed study (``study/summary.csv`` row ``row``) from the evidence committed
+    beside it (``per_image/``, ``route_records/``, ``curves/``): its checkpoint need not exist any more."""
+    study, name = Path(study), str(row["row"])
+    per_image = study / "per_image" / f"{name}.csv"
+    if not per_image.is_file():
+        raise FileNotFoundError(f"{per_image} missing: {study / 'summary.csv'} names run {name!r}")
+    keep = {k: row[k] for k in ("source", *KNOBS, "miou_pct", "pixel_acc_pct", "train_wall_s", "git_sha")}
+    scored = score(name, _gates(study / "route_records" / f"{name}.npz"), pd.read_csv(per_image), None, **keep)
+    # the committed curves are rounded copies (repro.copy_curve): the convergence verdict stays the one computed
+    # from the run's own val_log.csv
+    return {**scored, "tail_gain_points": row["tail_gain_points"], "converged": row["converged"]}
+
+
+def kept_runs(study: Path, drop: set[str]) -> tuple[list[dict], list[str | None]]:
+    """The runs of a committed study (not its suite rows, not those named in ``drop``), re-scored from their
+    committed evidence, and their training commands (``run.json``'s ``train_commands``, in run order)."""
+    study = Path(study)
+    for need in ("summary.csv", "run.json"):
+        if not (study / need).is_file():
+            raise FileNotFoundError(f"{study / need} missing: --add-to needs a levers output folder")
+    old = pd.read_csv(study / "summary.csv", dtype={"row": str, "source": str, "git_sha": str})
+    # suite rows were scored from results/<suite>/runs/<row>.json (suite_score), runs from their directory
+    runs = old[[not src.endswith(f"/runs/{r}.json") for r, src in zip(old["row"], old["source"])]]
+    commands = dict(zip(runs["row"], json.loads((study / "run.json").read_text()).get("train_commands", [])))
+    runs = runs[~runs["row"].isin(drop)]
+    return [committed_score(study, r) for _, r in runs.iterrows()], [commands.get(n) for n in runs["row"]]
+
+
 def summarize(runs: list[dict], raw: dict) -> pd.DataFrame:
     """Rows with the issue's done-when 2/3 columns against ``raw`` (a Dynamic-Raw score)."""
     df = pd.DataFrame([raw, *runs])
@@ -120,22 +149,36 @@ def curves_figure(curves: dict[str, pd.DataFrame], scale: dict):
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m dynroute_lib.analysis.levers", description=__doc__.split("\n")[0])
-    ap.add_argument("runs", nargs="+", help="train --eval run directories (one lever each)")
+    ap.add_argument("runs", nargs="*", help="train --eval run directories (one lever each)")
+    ap.add_argument("--add-to", metavar="DIR", help="a committed study to extend: its runs are kept, re-scored from "
+                    "DIR's committed per-image costs, gate records and curves (no checkpoints), and DIR is rewritten")
     ap.add_argument("--suite", default="results/repro", help="committed suite of the same profile")
     ap.add_argument("--baseline", nargs="+", default=["dynamic_a_s0"],
                     help="the suite's rows with the paper's gate settings (e.g. one per seed)")
     ap.add_argument("--raw", default="dynamic_raw_l16_s0", help="the suite's Dynamic-Raw row (cost reference)")
-    ap.add_argument("--out", required=True, help="results directory to write")
+    ap.add_argument("--out", help="results directory to write (default: --add-to)")
     ap.add_argument("--what", default="", help="one line for run.json: what the study asks")
     a = ap.parse_args(argv)
+    a.out = a.out or a.add_to
+    if not a.out or not (a.runs or a.add_to):
+        ap.error("pass run directories and --out, or --add-to DIR")
     try:
         metas = [run_meta(r) for r in a.runs]
-        runs = [suite_score(a.suite, b) for b in a.baseline] + [run_score(r, m) for r, m in zip(a.runs, metas)]
+        kept, kept_commands = kept_runs(a.add_to, {Path(r).name for r in a.runs}) if a.add_to else ([], [])
+        runs = ([suite_score(a.suite, b) for b in a.baseline] + kept
+                + [run_score(r, m) for r, m in zip(a.runs, metas)])
         df = summarize(runs, suite_score(a.suite, a.raw))
+        before = json.loads((Path(a.add_to) / "run.json").read_text()) if a.add_to else {}
     except (FileNotFoundError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     out = Path(a.out)
+    if a.add_to and out.resolve() != Path(a.add_to).resolve():    # the kept runs' evidence travels with them
+        for r in kept:
+            for sub, name in (("per_image", f"{r['row']}.csv"), ("route_records", f"{r['row']}.npz"),
+                              ("curves", f"{r['row']}_val.csv"), ("curves", f"{r['row']}_train.csv")):
+                if (Path(a.add_to) / sub / name).is_file():
+                    io.copy_file(Path(a.add_to) / sub / name, out / sub / name)
     for r in map(Path, a.runs):       # the evidence behind each row, so the numbers can be rebuilt from results/
         for log in ("train_log", "val_log"):
             if (r / f"{log}.csv").is_file():
@@ -143,12 +186,15 @@ def main(argv: list[str] | None = None) -> int:
         io.save_csv(out / "per_image" / f"{r.name}.csv", pd.read_csv(r / "per_image.csv"))
         io.copy_file(r / "records.npz", out / "route_records" / f"{r.name}.npz")
     io.save_csv(out / "summary.csv", df)
-    scale = {**scale_record(metas[0]["model_config"], metas[0]["train_config"]), "split": "val"}
+    scale = ({**scale_record(metas[0]["model_config"], metas[0]["train_config"]), "split": "val"} if metas
+             else before["scale"])
     curves = {b: _curve(Path(a.suite) / "curves" / f"{b}_val.csv") for b in [a.raw, *a.baseline]}
+    curves.update({r["row"]: _curve(out / "curves" / f"{r['row']}_val.csv") for r in kept})
     curves.update({r.name: _curve(r / "val_log.csv") for r in map(Path, a.runs)})
     io.save_figure(out / "lever_curves.png", curves_figure({k: v for k, v in curves.items() if v is not None}, scale))
-    io.save_json(out / "run.json", io.provenance({"what": a.what, "scale": scale,
-                                                  "train_commands": [m.get("command") for m in metas],
+    history = {"earlier_commands": before.get("earlier_commands", []) + [before["command"]]} if a.add_to else {}
+    io.save_json(out / "run.json", io.provenance({"what": a.what or before.get("what", ""), "scale": scale, **history,
+                                                  "train_commands": kept_commands + [m.get("command") for m in metas],
                                                   "command": io.command_line("dynroute_lib.analysis.levers", argv)}))
     cols = ["row", "gate_lr_mult", "gate_init_bias", "miou_pct", "cost_vs_raw_pct", "spread_pct",
             "conditional_paths", "conditional_cells", "tail_gain_points"]

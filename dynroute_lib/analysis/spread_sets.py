@@ -180,7 +180,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--subset", type=int, default=101, help="random-subset size (default: CamVid val's 101)")
     ap.add_argument("--window", type=int, default=30, help="consecutive frames per within-sequence window")
     ap.add_argument("--limit", type=int, help="first N images of each split only (smoke runs)")
-    ap.add_argument("--out", help="output folder (required unless --replot)")
+    ap.add_argument("--out", help="output folder (required unless --replot or --add-to)")
+    ap.add_argument("--add-to", metavar="DIR", help="extend a committed output folder: its models are kept, re-scored "
+                    "from DIR's committed per-image costs and gate records (no checkpoints), and DIR is rewritten")
     ap.add_argument("--device", default="auto")
     a = ap.parse_args(argv)
     if a.replot:
@@ -190,10 +192,48 @@ def main(argv: list[str] | None = None) -> int:
             print(f"error: {e}", file=sys.stderr)
             return 2
         return 0
-    if not a.runs or not a.out:
-        ap.error("pass run directories or checkpoints and --out (or --replot DIR)")
+    a.out = a.out or a.add_to
+    if not (a.runs or a.add_to) or not a.out:
+        ap.error("pass run directories or checkpoints and --out or --add-to (or --replot DIR)")
     with tempfile.TemporaryDirectory(prefix="spread_sets_") as t:
         return _run(a, argv, Path(t))
+
+
+def _flag(command: str, flag: str) -> str | None:
+    """The value of ``flag`` in a recorded command line (None when absent)."""
+    toks = command.split()
+    return toks[toks.index(flag) + 1] if flag in toks[:-1] else None
+
+
+def kept(study: Path, drop: set[str], *, subset: int, window: int) -> tuple[dict, list, list, dict]:
+    """The models of a committed spread_sets folder not in ``drop``, re-scored from its committed per-image costs and
+    gate records (no checkpoint needed): per-image tables, summary rows, per-sequence rows and their run.json lists."""
+    study = Path(study)
+    for need in ("summary.csv", "run.json"):
+        if not (study / need).is_file():
+            raise FileNotFoundError(f"{study / need} missing: --add-to needs a spread_sets output folder")
+    old = pd.read_csv(study / "summary.csv", dtype={"model": str, "split": str})
+    if set(old["window"]) != {window} or old["subset_size"].max() > subset:
+        raise ValueError(f"--add-to {study}: it was scored with --window {old['window'].iloc[0]} and --subset "
+                         f"{old['subset_size'].max()}; pass the same")
+    run = json.loads((study / "run.json").read_text())
+    models = list(dict.fromkeys(old["model"]))
+    roots = run.get("eval_data_roots") or [_flag(run["command"], "--data-root")] * len(models)
+    lists = {k: dict(zip(models, run.get(k) or [None] * len(models)))
+             for k in ("checkpoints", "train_commands", "train_data_roots")}
+    lists["eval_data_roots"] = dict(zip(models, roots))
+    per_image, rows, seqs = {}, [], []
+    for _, r in old[~old["model"].isin(drop)].iterrows():
+        m, s = r["model"], r["split"]
+        f, rec = study / "per_image" / f"{m}_{s}.csv", study / "route_records" / f"{m}_{s}.npz"
+        if not f.is_file():
+            raise FileNotFoundError(f"{f} missing: {study / 'summary.csv'} names it")
+        d = per_image[(m, s)] = pd.read_csv(f)
+        rows.append({"model": m, "split": s, "miou_pct": r["miou_pct"],
+                     **set_spread(d, subset=subset, window=window), **conditional(rec)})
+        seqs.append(by_sequence(d).assign(model=m, split=s))
+    keep = [m for m in models if m not in drop]
+    return per_image, rows, seqs, {k: [v[m] for m in keep] for k, v in lists.items()}
 
 
 def _run(a, argv, tmp: Path) -> int:
@@ -205,7 +245,11 @@ def _run(a, argv, tmp: Path) -> int:
             raise ValueError("--subset and --window must be at least 2")
         cks = [resolve(r) for r in a.runs]
         labels = a.labels or [Path(r).name if Path(r).is_dir() else Path(r).stem for r in a.runs]
-        per_image, rows, seqs = {}, [], []
+        per_image, rows, seqs, before = {}, [], [], {}
+        if a.add_to:
+            per_image, rows, seqs, before = kept(Path(a.add_to), set(labels), subset=a.subset, window=a.window)
+            if Path(a.out).resolve() != Path(a.add_to).resolve():
+                raise ValueError(f"--out {a.out}: with --add-to the folder is rewritten in place; omit --out")
         for lab, ck in zip(labels, cks):
             for s in a.splits:
                 rec = tmp / f"{lab}_{s}"          # records go to results/ only once every evaluation succeeded
@@ -222,24 +266,31 @@ def _run(a, argv, tmp: Path) -> int:
         return 2
     out = Path(a.out)
     for (lab, s), d in per_image.items():
+        if lab not in labels:                          # a kept model: its committed files stay as they are
+            continue
         io.save_csv(out / "per_image" / f"{lab}_{s}.csv", d)
         if (tmp / f"{lab}_{s}" / "records.npz").is_file():
             io.copy_file(tmp / f"{lab}_{s}" / "records.npz", out / "route_records" / f"{lab}_{s}.npz")
     # each run's train.json (when there is one): its training command belongs beside the spread it explains
+    before_run = json.loads((Path(a.add_to) / "run.json").read_text()) if a.add_to else {}
     metas = [json.loads((c.parent / "train.json").read_text()) if (c.parent / "train.json").is_file() else None
              for c in cks]
-    ckmeta = metas[0]
+    ckmeta = metas[0] if metas else None
     summary = pd.DataFrame(rows)
     io.save_csv(out / "summary.csv", summary)
     seq_df = pd.concat(seqs, ignore_index=True)
     io.save_csv(out / "by_sequence.csv", seq_df[["model", "split", *[c for c in seq_df if c not in ("model", "split")]]])
     scale = {**(scale_record(ckmeta["model_config"], ckmeta["train_config"]) if ckmeta else {"data": a.data}),
              "resolution": "x".join(map(str, a.resize)), "split": " / ".join(a.splits), "note": "eval mode"}
+    scale = scale if metas or not a.add_to else before_run["scale"]     # only re-scored: the folder's own scale
     io.save_figure(out / "spread_sets.png", figure(per_image, scale))
-    io.save_json(out / "run.json", io.provenance({"scale": scale, "checkpoints": [str(c) for c in cks],
-                                                  "train_commands": [m.get("command") if m else None for m in metas],
-                                                  "train_data_roots": [m["train_config"].get("data_root") if m else None
-                                                                       for m in metas],
+    lists = {"checkpoints": [str(c) for c in cks],
+             "train_commands": [m.get("command") if m else None for m in metas],
+             "train_data_roots": [m["train_config"].get("data_root") if m else None for m in metas],
+             "eval_data_roots": [a.data_root] * len(cks)}
+    lists = {k: before.get(k, []) + v for k, v in lists.items()}       # kept models first, as in summary.csv
+    history = {"earlier_commands": before_run.get("earlier_commands", []) + [before_run["command"]]} if a.add_to else {}
+    io.save_json(out / "run.json", io.provenance({"scale": scale, **lists, **history,
                                                   "command": io.command_line("dynroute_lib.analysis.spread_sets", argv)},
                                                  device=pick_device(a.device)))
     cols = ["model", "split", "num_images", "miou_pct", "spread_pct", "subset_spread_median", "window_spread_median"]
