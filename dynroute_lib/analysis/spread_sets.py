@@ -14,13 +14,16 @@ the spread ``(max - min) / mean`` is reported for
 and how densely the set samples its video (``frame_step``: the median gap in frame numbers within a sequence).
 
 Train images were seen in training (as random crops), so a train spread is a measure of scene variety under that
-caveat, not a held-out number. Usage::
+caveat, not a held-out number; ``python -m dynroute_lib data holdout`` builds a root with one drive held out for the
+clean test. Usage::
 
     python -m dynroute_lib.analysis.spread_sets runs/lever/glr2p5 runs/lever/gbias0p5 --splits val train \\
         --data camvid --resize 240 320 --out results/repro_exploration/spread_by_split
 
-writes ``summary.csv`` (model x split), ``by_sequence.csv``, ``per_image/<model>_<split>.csv``, ``route_records/<model>_<split>.npz`` (gates),
-``spread_sets.png`` and ``run.json``.
+writes ``summary.csv`` (model x split), ``by_sequence.csv``, ``per_image/<model>_<split>.csv``,
+``route_records/<model>_<split>.npz`` (gates), ``curves/<model>_{train,val}.csv`` (when the run has them),
+``spread_sets.png`` and ``run.json``. ``--add-to DIR`` adds models to a committed folder (its models are re-scored
+from their committed files); ``--replot DIR`` only redraws the figure.
 """
 from __future__ import annotations
 
@@ -37,6 +40,7 @@ from .. import io
 from ..data.holdout import sequence_of
 from ..engine.dist import pick_device
 from .figstyle import scale_record
+from .repro import copy_curve
 from .route_stats import flops_summary, gate_summary, read_gates
 
 
@@ -271,6 +275,10 @@ def _run(a, argv, tmp: Path) -> int:
         io.save_csv(out / "per_image" / f"{lab}_{s}.csv", d)
         if (tmp / f"{lab}_{s}" / "records.npz").is_file():
             io.copy_file(tmp / f"{lab}_{s}" / "records.npz", out / "route_records" / f"{lab}_{s}.npz")
+    for lab, ck in zip(labels, cks):   # the training curves, so each model's convergence can be read from results/
+        for log in ("train_log", "val_log"):
+            if (ck.parent / f"{log}.csv").is_file():
+                copy_curve(ck.parent / f"{log}.csv", out / "curves" / f"{lab}_{log.split('_')[0]}.csv")
     # each run's train.json (when there is one): its training command belongs beside the spread it explains
     before_run = json.loads((Path(a.add_to) / "run.json").read_text()) if a.add_to else {}
     metas = [json.loads((c.parent / "train.json").read_text()) if (c.parent / "train.json").is_file() else None
