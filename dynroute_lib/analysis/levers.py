@@ -102,9 +102,10 @@ def committed_score(study: Path, row: pd.Series) -> dict:
     return {**scored, "tail_gain_points": row["tail_gain_points"], "converged": row["converged"]}
 
 
-def kept_runs(study: Path, drop: set[str]) -> tuple[list[dict], list[str | None]]:
+def kept_runs(study: Path, drop: set[str]) -> tuple[list[dict], list[str | None], dict]:
     """The runs of a committed study (not its suite rows, not those named in ``drop``), re-scored from their
-    committed evidence, and their training commands (``run.json``'s ``train_commands``, in run order)."""
+    committed evidence, their training commands (``run.json``'s ``train_commands``, in run order) and the study's
+    ``run.json``."""
     study = Path(study)
     for need in ("summary.csv", "run.json"):
         if not (study / need).is_file():
@@ -112,9 +113,10 @@ def kept_runs(study: Path, drop: set[str]) -> tuple[list[dict], list[str | None]
     old = pd.read_csv(study / "summary.csv", dtype={"row": str, "source": str, "git_sha": str})
     # suite rows were scored from results/<suite>/runs/<row>.json (suite_score), runs from their directory
     runs = old[[not src.endswith(f"/runs/{r}.json") for r, src in zip(old["row"], old["source"])]]
-    commands = dict(zip(runs["row"], json.loads((study / "run.json").read_text()).get("train_commands", [])))
+    before = json.loads((study / "run.json").read_text())
+    commands = dict(zip(runs["row"], before.get("train_commands", [])))
     runs = runs[~runs["row"].isin(drop)]
-    return [committed_score(study, r) for _, r in runs.iterrows()], [commands.get(n) for n in runs["row"]]
+    return [committed_score(study, r) for _, r in runs.iterrows()], [commands.get(n) for n in runs["row"]], before
 
 
 def summarize(runs: list[dict], raw: dict) -> pd.DataFrame:
@@ -164,11 +166,11 @@ def main(argv: list[str] | None = None) -> int:
         ap.error("pass run directories and --out, or --add-to DIR")
     try:
         metas = [run_meta(r) for r in a.runs]
-        kept, kept_commands = kept_runs(a.add_to, {Path(r).name for r in a.runs}) if a.add_to else ([], [])
+        kept, kept_commands, before = (kept_runs(a.add_to, {Path(r).name for r in a.runs}) if a.add_to
+                                       else ([], [], {}))
         runs = ([suite_score(a.suite, b) for b in a.baseline] + kept
                 + [run_score(r, m) for r, m in zip(a.runs, metas)])
         df = summarize(runs, suite_score(a.suite, a.raw))
-        before = json.loads((Path(a.add_to) / "run.json").read_text()) if a.add_to else {}
     except (FileNotFoundError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -151,10 +151,9 @@ def figure(per_image: dict[tuple[str, str], pd.DataFrame], scale: dict):
     return titled(fig, "Per-image real cost of the same checkpoints on each CamVid split", scale)
 
 
-def replot(out: Path, argv: list[str] | None = None) -> Path:
-    """Redraw ``out/spread_sets.png`` from ``summary.csv``, ``per_image/`` and ``run.json`` (no checkpoint needed);
-    ``run.json`` gets a ``replotted`` entry."""
-    from .replot import mark_replotted
+def read_folder(out: Path) -> tuple[pd.DataFrame, dict, dict[tuple[str, str], pd.DataFrame]]:
+    """A spread_sets output folder's ``summary.csv``, ``run.json`` and per-image tables (keyed ``(model, split)``)."""
+    out = Path(out)
     for need in ("summary.csv", "run.json"):
         if not (out / need).is_file():
             raise FileNotFoundError(f"{out / need} missing: not a spread_sets output folder")
@@ -165,8 +164,15 @@ def replot(out: Path, argv: list[str] | None = None) -> Path:
         if not f.is_file():
             raise FileNotFoundError(f"{f} missing: summary.csv names it")
         per_image[(m, s)] = pd.read_csv(f)
-    scale = json.loads((out / "run.json").read_text())["scale"]
-    png = io.save_figure(out / "spread_sets.png", figure(per_image, scale))
+    return summary, json.loads((out / "run.json").read_text()), per_image
+
+
+def replot(out: Path, argv: list[str] | None = None) -> Path:
+    """Redraw ``out/spread_sets.png`` from ``summary.csv``, ``per_image/`` and ``run.json`` (no checkpoint needed);
+    ``run.json`` gets a ``replotted`` entry."""
+    from .replot import mark_replotted
+    _, run, per_image = read_folder(out)
+    png = io.save_figure(out / "spread_sets.png", figure(per_image, run["scale"]))
     mark_replotted(out / "run.json", [png.name], io.command_line("dynroute_lib.analysis.spread_sets", argv))
     return png
 
@@ -209,18 +215,15 @@ def _flag(command: str, flag: str) -> str | None:
     return toks[toks.index(flag) + 1] if flag in toks[:-1] else None
 
 
-def kept(study: Path, drop: set[str], *, subset: int, window: int) -> tuple[dict, list, list, dict]:
+def kept(study: Path, drop: set[str], *, subset: int, window: int) -> tuple[dict, list, list, dict, dict]:
     """The models of a committed spread_sets folder not in ``drop``, re-scored from its committed per-image costs and
-    gate records (no checkpoint needed): per-image tables, summary rows, per-sequence rows and their run.json lists."""
+    gate records (no checkpoint needed): per-image tables, summary rows, per-sequence rows, their run.json lists,
+    and the folder's run.json."""
     study = Path(study)
-    for need in ("summary.csv", "run.json"):
-        if not (study / need).is_file():
-            raise FileNotFoundError(f"{study / need} missing: --add-to needs a spread_sets output folder")
-    old = pd.read_csv(study / "summary.csv", dtype={"model": str, "split": str})
+    old, run, tables = read_folder(study)
     if set(old["window"]) != {window} or old["subset_size"].max() > subset:
         raise ValueError(f"--add-to {study}: it was scored with --window {old['window'].iloc[0]} and --subset "
                          f"{old['subset_size'].max()}; pass the same")
-    run = json.loads((study / "run.json").read_text())
     models = list(dict.fromkeys(old["model"]))
     roots = run.get("eval_data_roots") or [_flag(run["command"], "--data-root")] * len(models)
     lists = {k: dict(zip(models, run.get(k) or [None] * len(models)))
@@ -229,15 +232,13 @@ def kept(study: Path, drop: set[str], *, subset: int, window: int) -> tuple[dict
     per_image, rows, seqs = {}, [], []
     for _, r in old[~old["model"].isin(drop)].iterrows():
         m, s = r["model"], r["split"]
-        f, rec = study / "per_image" / f"{m}_{s}.csv", study / "route_records" / f"{m}_{s}.npz"
-        if not f.is_file():
-            raise FileNotFoundError(f"{f} missing: {study / 'summary.csv'} names it")
-        d = per_image[(m, s)] = pd.read_csv(f)
+        d = per_image[(m, s)] = tables[(m, s)]
         rows.append({"model": m, "split": s, "miou_pct": r["miou_pct"],
-                     **set_spread(d, subset=subset, window=window), **conditional(rec)})
+                     **set_spread(d, subset=subset, window=window),
+                     **conditional(study / "route_records" / f"{m}_{s}.npz")})
         seqs.append(by_sequence(d).assign(model=m, split=s))
     keep = [m for m in models if m not in drop]
-    return per_image, rows, seqs, {k: [v[m] for m in keep] for k, v in lists.items()}
+    return per_image, rows, seqs, {k: [v[m] for m in keep] for k, v in lists.items()}, run
 
 
 def _run(a, argv, tmp: Path) -> int:
@@ -249,9 +250,10 @@ def _run(a, argv, tmp: Path) -> int:
             raise ValueError("--subset and --window must be at least 2")
         cks = [resolve(r) for r in a.runs]
         labels = a.labels or [Path(r).name if Path(r).is_dir() else Path(r).stem for r in a.runs]
-        per_image, rows, seqs, before = {}, [], [], {}
+        per_image, rows, seqs, before, before_run = {}, [], [], {}, {}
         if a.add_to:
-            per_image, rows, seqs, before = kept(Path(a.add_to), set(labels), subset=a.subset, window=a.window)
+            per_image, rows, seqs, before, before_run = kept(Path(a.add_to), set(labels), subset=a.subset,
+                                                             window=a.window)
             if Path(a.out).resolve() != Path(a.add_to).resolve():
                 raise ValueError(f"--out {a.out}: with --add-to the folder is rewritten in place; omit --out")
         for lab, ck in zip(labels, cks):
@@ -280,7 +282,6 @@ def _run(a, argv, tmp: Path) -> int:
             if (ck.parent / f"{log}.csv").is_file():
                 copy_curve(ck.parent / f"{log}.csv", out / "curves" / f"{lab}_{log.split('_')[0]}.csv")
     # each run's train.json (when there is one): its training command belongs beside the spread it explains
-    before_run = json.loads((Path(a.add_to) / "run.json").read_text()) if a.add_to else {}
     metas = [json.loads((c.parent / "train.json").read_text()) if (c.parent / "train.json").is_file() else None
              for c in cks]
     ckmeta = metas[0] if metas else None
