@@ -9,6 +9,7 @@
 ``bench train-step ...``    training-step time of Raw vs Fix (``bench.train_step``)
 ``compare RUNS --out DIR``  side-by-side summary of trained runs (``analysis.compare``)
 ``eval-sizes CKPT ...``     mIoU and real cost of checkpoints at several input sizes (``analysis.eval_sizes``)
+``bn-probe CKPT ...``       val mIoU with EMA, precise-BN and per-image BN statistics (``analysis.bn_probe``)
 ``equal-time [--row R]``    LR-ASPP trained for a repro row's training time, side by side (``equal_time_cmd``)
 ``data check|prepare ...``  validate or generate a data set (``data.__main__``)
 ``repro [--only P ...]``    train/resume/evaluate the CPU reproduction suite (issue 13; ``reproduce``)
@@ -27,7 +28,7 @@ import sys
 COMMANDS = {
     "train": "engine.train", "evaluate": "engine.evaluate", "flops": "flops", "routes common": "engine.common_route",
     "bench sparse": "bench.sparse", "bench train-step": "bench.train_step", "compare": "analysis.compare",
-    "eval-sizes": "analysis.eval_sizes",
+    "eval-sizes": "analysis.eval_sizes", "bn-probe": "analysis.bn_probe",
     "equal-time": "equal_time_cmd",
     "data": "data.__main__", "repro": "reproduce", "run": "runner", "replot": "analysis.replot",
 }

@@ -144,6 +144,15 @@ class TrainConfig:
     def to_dict(self) -> dict:
         return asdict(self)
 
+    @classmethod
+    def from_dict(cls, d: dict) -> "TrainConfig":
+        """Inverse of :meth:`to_dict` (a checkpoint's ``train_config``: JSON lists back to tuples)."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ValueError(f"unknown TrainConfig fields {unknown}")
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
+
 
 TRAIN_PROFILES = {
     # The paper's Cityscapes recipe (4 GPUs x 2 images, SyncBN) on one or more GPUs.

@@ -62,8 +62,20 @@ class _Run:
     ce_weight: torch.Tensor | None = None     # class-balanced CE (data.balance); None = the paper's plain CE
 
 
-def _loader(ds, tcfg: TrainConfig, start: int, stop: int, d: Dist):
-    sampler = SeededBatches(len(ds), tcfg.batch, start, stop, tcfg.seed, d.rank, d.world)
+def train_dataset(mcfg: ModelConfig, tcfg: TrainConfig):
+    """The run's augmented training split (crop, scale, resize; decoded images cached when the recipe says so)."""
+    ds = build_dataset(tcfg.data, tcfg.data_root or None, "train", train=True, crop_hw=tuple(tcfg.crop_hw),
+                       normalization=mcfg.normalization, scale_range=tuple(tcfg.scale_range),
+                       resize_hw=tuple(tcfg.resize_hw) if tcfg.resize_hw else None)
+    if tcfg.cache_data:
+        ds.cache_decoded()
+    return ds
+
+
+def batch_loader(ds, tcfg: TrainConfig, start: int, stop: int, d: Dist | None = None):
+    """The seeded batches of iterations ``start``..``stop`` (the same ones on a resume; one rank unless ``d``)."""
+    rank, world = (d.rank, d.world) if d is not None else (0, 1)
+    sampler = SeededBatches(len(ds), tcfg.batch, start, stop, tcfg.seed, rank, world)
     return torch.utils.data.DataLoader(SeededDataset(ds), batch_sampler=sampler, collate_fn=collate,
                                        num_workers=tcfg.workers)
 
@@ -91,11 +103,7 @@ def _start(mcfg: ModelConfig, tcfg: TrainConfig, out: Path, resume: bool, device
     d = init_distributed()
     dev = pick_device(device, d.local_rank)
     torch.manual_seed(tcfg.seed)
-    ds = build_dataset(tcfg.data, tcfg.data_root or None, "train", train=True, crop_hw=tuple(tcfg.crop_hw),
-                       normalization=mcfg.normalization, scale_range=tuple(tcfg.scale_range),
-                       resize_hw=tuple(tcfg.resize_hw) if tcfg.resize_hw else None)
-    if tcfg.cache_data:
-        ds.cache_decoded()
+    ds = train_dataset(mcfg, tcfg)
     ce_weight = None                        # counting the split's pixels only when weights are asked for
     if tcfg.class_weighting != "none":
         ce_weight = class_weights(class_frequencies(ds, mcfg.num_classes), tcfg.class_weighting)
@@ -203,7 +211,7 @@ def _finish(run: _Run, mcfg: ModelConfig, tcfg: TrainConfig, out: Path, step: in
     summary = {"iters": step, "max_iter": run.max_iter, "train_wall_s": time.perf_counter() - t0,
                "train_cpu_s": time.process_time() - c0}
     if tcfg.precise_bn_iters > 0 and mcfg.arch == "dynamic":
-        pbn = _loader(run.ds, tcfg, run.max_iter, run.max_iter + tcfg.precise_bn_iters, run.d)
+        pbn = batch_loader(run.ds, tcfg, run.max_iter, run.max_iter + tcfg.precise_bn_iters, run.d)
         summary["precise_bn_batches"] = recompute_bn_stats(
             run.net, pbn, tcfg.precise_bn_iters,
             to_input=lambda b, _d: b[0].to(run.dev).contiguous(memory_format=run.fmt))
@@ -235,7 +243,7 @@ def train(mcfg: ModelConfig, tcfg: TrainConfig, out: str | Path, *, resume: bool
                dynamic_ncols=True, desc=mcfg.name)
     step = start
     run.model.train()
-    for images, masks, _ in _loader(run.ds, tcfg, start, run.max_iter, d):
+    for images, masks, _ in batch_loader(run.ds, tcfg, start, run.max_iter, d):
         if step >= run.max_iter:
             break
         losses, aux = _forward(run, tcfg, images, masks, step)
