@@ -108,12 +108,17 @@ def gate_summary(gates: dict[str, np.ndarray]) -> pd.Series:
     return activation_summary(activation_table({"model": gates}), cell_table({"model": gates})).iloc[0]
 
 
+def spread_pct(gflops_max, gflops_min, gflops_mean):
+    """The issue's per-image cost spread, ``(max - min) / mean`` in % (scalars or columns)."""
+    return 100 * (gflops_max - gflops_min) / gflops_mean
+
+
 def flops_summary(per_image: pd.DataFrame) -> pd.DataFrame:
     """Mean / max / min per-image real GFLOPs per model (the paper's FLOPs_Avg/Max/Min), spread in %."""
     g = per_image.groupby("model", sort=False)["real_gflops"]
     df = pd.DataFrame({"gflops_mean": g.mean(), "gflops_max": g.max(), "gflops_min": g.min(),
                        "num_images": g.size()}).reset_index()
-    df["max_min_gap_pct"] = 100 * (df["gflops_max"] - df["gflops_min"]) / df["gflops_mean"]
+    df["max_min_gap_pct"] = spread_pct(df["gflops_max"], df["gflops_min"], df["gflops_mean"])
     return df
 
 

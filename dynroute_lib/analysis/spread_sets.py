@@ -41,7 +41,7 @@ from ..data.holdout import sequence_of
 from ..engine.dist import pick_device
 from .figstyle import scale_record
 from .repro import copy_curve
-from .route_stats import flops_summary, gate_summary, read_gates
+from .route_stats import flops_summary, gate_summary, read_gates, spread_pct
 
 
 def frame_number(image: str) -> float:
@@ -60,10 +60,10 @@ def frame_step(per_image: pd.DataFrame) -> float:
     return float(np.median(steps)) if len(steps) else float("nan")
 
 
-def spread_pct(values) -> float:
-    """``(max - min) / mean`` in %, the issue's per-image spread (same formula as ``route_stats.flops_summary``)."""
+def set_spread_pct(values) -> float:
+    """``route_stats.spread_pct`` of one set of per-image costs."""
     v = np.asarray(values, dtype=float)
-    return float(100 * (v.max() - v.min()) / v.mean())
+    return float(spread_pct(v.max(), v.min(), v.mean()))
 
 
 def set_spread(per_image: pd.DataFrame, *, subset: int = 101, window: int = 30, draws: int = 200,
@@ -76,11 +76,11 @@ def set_spread(per_image: pd.DataFrame, *, subset: int = 101, window: int = 30, 
     r = per_image["real_gflops"].to_numpy(float)
     rng = np.random.default_rng(seed)
     n = min(subset, len(r))
-    subs = [spread_pct(r[rng.choice(len(r), n, replace=False)]) for _ in range(draws)]
+    subs = [set_spread_pct(r[rng.choice(len(r), n, replace=False)]) for _ in range(draws)]
     wins = []
     for _, g in per_image.assign(seq=per_image["image"].map(sequence_of)).sort_values("image").groupby("seq"):
         v = g["real_gflops"].to_numpy(float)
-        wins += [spread_pct(v[i:i + window]) for i in range(0, len(v) - window + 1)]
+        wins += [set_spread_pct(v[i:i + window]) for i in range(0, len(v) - window + 1)]
     return {"num_images": int(whole["num_images"]), "gflops_mean": float(whole["gflops_mean"]),
             "gflops_max": float(whole["gflops_max"]), "gflops_min": float(whole["gflops_min"]),
             "spread_pct": float(whole["max_min_gap_pct"]), "subset_size": n,
