@@ -35,11 +35,12 @@ from torch.nn.modules.batchnorm import _BatchNorm
 
 from .. import io
 from ..config import TrainConfig
+from ..data.sampling import batch_loader
 from ..engine.checkpoint import load_model, read_configs
 from ..engine.dist import pick_device
 from ..engine.evaluate import evaluate_model
 from ..engine.precise_bn import recompute_bn_stats
-from ..engine.train import batch_loader, train_dataset
+from ..engine.train import train_dataset
 from ..engine.val_curve import val_dataset
 
 COLS = ("miou_pct", "pixel_acc_pct", "mean_real_gflops", "max_real_gflops", "min_real_gflops")

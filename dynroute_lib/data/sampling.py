@@ -61,3 +61,10 @@ def collate(batch):
     """Stack a list of ``(image, mask, meta)`` samples into ``(images, masks, metas)``."""
     images, masks, metas = zip(*batch)
     return torch.stack(images), torch.stack(masks), list(metas)
+
+
+def batch_loader(ds, tcfg, start: int, stop: int, rank: int = 0, world: int = 1) -> torch.utils.data.DataLoader:
+    """The seeded batches of iterations ``start``..``stop`` of a training config ``tcfg`` (batch, seed, workers)."""
+    sampler = SeededBatches(len(ds), tcfg.batch, start, stop, tcfg.seed, rank, world)
+    return torch.utils.data.DataLoader(SeededDataset(ds), batch_sampler=sampler, collate_fn=collate,
+                                       num_workers=tcfg.workers)

@@ -28,7 +28,7 @@ from ..config import ModelConfig, TrainConfig, for_run
 from ..data import build_dataset
 from ..data.balance import MODES as CLASS_WEIGHTINGS, class_frequencies, class_weights, describe
 from ..data.check import validate_split
-from ..data.sampling import SeededBatches, SeededDataset, collate
+from ..data.sampling import batch_loader
 from ..model import build_model
 from .branch import check_branch, copy_logs
 from .checkpoint import save_checkpoint
@@ -70,14 +70,6 @@ def train_dataset(mcfg: ModelConfig, tcfg: TrainConfig):
     if tcfg.cache_data:
         ds.cache_decoded()
     return ds
-
-
-def batch_loader(ds, tcfg: TrainConfig, start: int, stop: int, d: Dist | None = None):
-    """The seeded batches of iterations ``start``..``stop`` (the same ones on a resume; one rank unless ``d``)."""
-    rank, world = (d.rank, d.world) if d is not None else (0, 1)
-    sampler = SeededBatches(len(ds), tcfg.batch, start, stop, tcfg.seed, rank, world)
-    return torch.utils.data.DataLoader(SeededDataset(ds), batch_sampler=sampler, collate_fn=collate,
-                                       num_workers=tcfg.workers)
 
 
 def _amp(tcfg: TrainConfig, device: torch.device):
@@ -211,7 +203,7 @@ def _finish(run: _Run, mcfg: ModelConfig, tcfg: TrainConfig, out: Path, step: in
     summary = {"iters": step, "max_iter": run.max_iter, "train_wall_s": time.perf_counter() - t0,
                "train_cpu_s": time.process_time() - c0}
     if tcfg.precise_bn_iters > 0 and mcfg.arch == "dynamic":
-        pbn = batch_loader(run.ds, tcfg, run.max_iter, run.max_iter + tcfg.precise_bn_iters, run.d)
+        pbn = batch_loader(run.ds, tcfg, run.max_iter, run.max_iter + tcfg.precise_bn_iters, run.d.rank, run.d.world)
         summary["precise_bn_batches"] = recompute_bn_stats(
             run.net, pbn, tcfg.precise_bn_iters,
             to_input=lambda b, _d: b[0].to(run.dev).contiguous(memory_format=run.fmt))
@@ -243,7 +235,7 @@ def train(mcfg: ModelConfig, tcfg: TrainConfig, out: str | Path, *, resume: bool
                dynamic_ncols=True, desc=mcfg.name)
     step = start
     run.model.train()
-    for images, masks, _ in batch_loader(run.ds, tcfg, start, run.max_iter, d):
+    for images, masks, _ in batch_loader(run.ds, tcfg, start, run.max_iter, d.rank, d.world):
         if step >= run.max_iter:
             break
         losses, aux = _forward(run, tcfg, images, masks, step)
