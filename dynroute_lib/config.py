@@ -13,6 +13,14 @@ from pathlib import Path
 from .data.balance import check_mode as check_class_weighting
 
 
+def _known_fields(cls, d: dict) -> dict:
+    """``d`` unchanged, or a clear error naming the fields ``cls`` does not have (an old or foreign config)."""
+    unknown = sorted(set(d) - {f.name for f in fields(cls)})
+    if unknown:
+        raise ValueError(f"unknown {cls.__name__} fields {unknown}")
+    return d
+
+
 @dataclass(frozen=True)
 class ModelConfig:
     name: str = "dynamic_raw_l16"
@@ -47,11 +55,7 @@ class ModelConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "ModelConfig":
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ValueError(f"unknown ModelConfig fields {unknown}")
-        return cls(**d)
+        return cls(**_known_fields(cls, d))
 
 
 PRESETS: dict[str, ModelConfig] = {}
@@ -147,11 +151,7 @@ class TrainConfig:
     @classmethod
     def from_dict(cls, d: dict) -> "TrainConfig":
         """Inverse of :meth:`to_dict` (a checkpoint's ``train_config``: JSON lists back to tuples)."""
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ValueError(f"unknown TrainConfig fields {unknown}")
-        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in _known_fields(cls, d).items()})
 
 
 TRAIN_PROFILES = {

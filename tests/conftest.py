@@ -39,6 +39,17 @@ def tiny(preset: str, *, calibrate: bool = True, seed: int = 0, **over) -> torch
     return calibrate_bn(net) if calibrate else net.eval()
 
 
+def smoke_checkpoint(out: Path, iters: int = 1) -> Path:
+    """A 4-layer smoke Dynamic-A trained for ``iters`` iterations on the embedded data: its ``model_final.pt``."""
+    from dataclasses import replace
+
+    from dynroute_lib.config import for_run
+    from dynroute_lib.engine.train import train
+    m, t = for_run("dynamic_a", smoke=True)
+    train(replace(m, num_layers=4), replace(t, iters=iters, precise_bn_iters=0), out, progress_bar=False)
+    return out / "model_final.pt"
+
+
 @pytest.fixture(scope="module")
 def one_thread():
     """Tiny convs on a shared 2-core machine run several times faster on one intra-op thread (restored after).

@@ -1,28 +1,22 @@
 """BN-statistics probe (analysis.bn_probe): EMA / per-image / precise-BN rows, gate BN untouched, clear errors."""
 from __future__ import annotations
 
-from dataclasses import replace
-
 import pandas as pd
 import pytest
 import torch
+from conftest import smoke_checkpoint
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from dynroute_lib.__main__ import main as cli
 from dynroute_lib.analysis.bn_probe import is_gate_bn, use_batch_stats
-from dynroute_lib.config import for_run
 from dynroute_lib.engine.checkpoint import load_model
-from dynroute_lib.engine.train import train
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
 def ckpt(tmp_path_factory):
-    out = tmp_path_factory.mktemp("bnprobe")
-    m, t = for_run("dynamic_a", smoke=True)
-    train(replace(m, num_layers=4), replace(t, iters=2, precise_bn_iters=0), out, progress_bar=False)
-    return out / "model_final.pt"
+    return smoke_checkpoint(tmp_path_factory.mktemp("bnprobe"), iters=2)
 
 
 def test_batch_stats_switches_only_the_non_gate_bn(ckpt):

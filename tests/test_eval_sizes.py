@@ -1,25 +1,19 @@
 """Input-size sweep (analysis.eval_sizes): one row per checkpoint and size, cost grows with size, clear errors."""
 from __future__ import annotations
 
-from dataclasses import replace
-
 import pandas as pd
 import pytest
+from conftest import smoke_checkpoint
 
 from dynroute_lib.__main__ import main as cli
 from dynroute_lib.analysis.eval_sizes import parse_size
-from dynroute_lib.config import for_run
-from dynroute_lib.engine.train import train
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
 def ckpt(tmp_path_factory):
-    out = tmp_path_factory.mktemp("sizes")
-    m, t = for_run("dynamic_a", smoke=True)
-    train(replace(m, num_layers=4), replace(t, iters=1, precise_bn_iters=0), out, progress_bar=False)
-    return out / "model_final.pt"
+    return smoke_checkpoint(tmp_path_factory.mktemp("sizes"), iters=1)
 
 
 def test_sweep_writes_one_row_per_size_and_cost_grows(ckpt, tmp_path):
