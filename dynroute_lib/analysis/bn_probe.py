@@ -24,6 +24,7 @@ weights, are at fault; whether ``precise_N`` closes it says whether precise BN w
 from __future__ import annotations
 
 import argparse
+import copy
 import sys
 import time
 from pathlib import Path
@@ -82,15 +83,16 @@ def probe(ckpt, *, precise=(20, 200), batch=True, limit=None, data_root=None, de
                      "eval_s": round(time.perf_counter() - t, 1)})
         print(f"{rows[-1]['model']} {variant}: mIoU {res['miou_pct']:.2f} %", flush=True)
 
-    evaluate("ema", load_model(ckpt, dev)[0])
+    trained = load_model(ckpt, dev)[0]     # each variant changes BN state: it gets its own copy
+    evaluate("ema", copy.deepcopy(trained))
     if batch:
-        net = load_model(ckpt, dev)[0]
+        net = copy.deepcopy(trained)
         evaluate("batch", net, bn_layers=use_batch_stats(net))
     if precise:
         ds = train_dataset(mcfg, tcfg)
         fmt = torch.channels_last if tcfg.channels_last else torch.contiguous_format
         for n in precise:
-            net = load_model(ckpt, dev)[0].to(memory_format=fmt)
+            net = copy.deepcopy(trained).to(memory_format=fmt)
             used = recompute_bn_stats(net, batch_loader(ds, tcfg, tcfg.iters, tcfg.iters + n), n,
                                       to_input=lambda b, d: b[0].to(d).contiguous(memory_format=fmt))
             evaluate(f"precise_{n}", net, train_batches=used)
