@@ -114,6 +114,13 @@ def save_torch(path: str | Path, obj: Any) -> Path:
     return _atomic_write(path, lambda tmp: torch.save(obj, tmp))
 
 
+def require_checkpoints(paths) -> None:
+    """Checks up front (before any work) that every checkpoint file exists; one error names all missing ones."""
+    missing = [str(p) for p in paths if not Path(p).is_file()]
+    if missing:
+        raise FileNotFoundError(f"checkpoint not found: {', '.join(missing)}")
+
+
 def load_checkpoint(path: str | Path, *, mmap: bool = False) -> Any:
     """Loads a checkpoint on the CPU with ``weights_only=True`` (no arbitrary unpickling).
 

@@ -30,7 +30,6 @@ import time
 from pathlib import Path
 
 import pandas as pd
-import torch
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
@@ -38,9 +37,9 @@ from .. import io
 from ..config import TrainConfig
 from ..data.sampling import batch_loader
 from ..engine.checkpoint import load_model, read_configs
-from ..engine.dist import pick_device
+from ..engine.dist import memory_format, pick_device
 from ..engine.evaluate import evaluate_model
-from ..engine.precise_bn import recompute_bn_stats
+from ..engine.precise_bn import images_as, recompute_bn_stats
 from ..engine.train import train_dataset
 from ..engine.val_curve import val_dataset
 
@@ -90,11 +89,11 @@ def probe(ckpt, *, precise=(20, 200), batch=True, limit=None, data_root=None, de
         evaluate("batch", net, bn_layers=use_batch_stats(net))
     if precise:
         ds = train_dataset(mcfg, tcfg)
-        fmt = torch.channels_last if tcfg.channels_last else torch.contiguous_format
+        fmt = memory_format(tcfg.channels_last)
         for n in precise:
             net = copy.deepcopy(trained).to(memory_format=fmt)
             used = recompute_bn_stats(net, batch_loader(ds, tcfg, tcfg.iters, tcfg.iters + n), n,
-                                      to_input=lambda b, d: b[0].to(d).contiguous(memory_format=fmt))
+                                      to_input=images_as(fmt))
             evaluate(f"precise_{n}", net, train_batches=used)
     return rows
 
@@ -112,9 +111,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--device", default="auto")
     a = ap.parse_args(argv)
     try:
-        missing = [c for c in a.checkpoints if not Path(c).is_file()]
-        if missing:
-            raise FileNotFoundError(f"checkpoint not found: {', '.join(missing)}")
+        io.require_checkpoints(a.checkpoints)
         if a.labels and len(a.labels) != len(a.checkpoints):
             raise ValueError(f"--labels: {len(a.labels)} names for {len(a.checkpoints)} checkpoints")
         bad = [n for n in a.precise if n <= 0]

@@ -38,9 +38,7 @@ def parse_size(text: str) -> tuple[int, int]:
 def sweep(checkpoints, sizes, *, data: str, data_root=None, limit=None, device="auto", label=None) -> pd.DataFrame:
     """One row per (checkpoint, size): mIoU, pixel accuracy, per-image real GFLOPs, and the checkpoint's mIoU
     relative to its best size (``miou_vs_best``, points) so a size-sensitive model stands out."""
-    missing = [str(c) for c in checkpoints if not Path(c).is_file()]
-    if missing:
-        raise FileNotFoundError(f"checkpoint not found: {', '.join(missing)}")
+    io.require_checkpoints(checkpoints)
     rows = []
     for i, ck in enumerate(checkpoints):
         for h, w in sizes:

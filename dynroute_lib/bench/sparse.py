@@ -37,6 +37,7 @@ from pathlib import Path
 import torch
 
 from ..config import get_preset
+from ..engine.dist import memory_format
 from ..model import build_model
 from ..paths import PROJ_ROOT, RESULTS_DIR
 from ..routes import RouteMask
@@ -89,7 +90,7 @@ def run_sparse(*, preset: str = "dynamic_raw_l16", checkpoints: list[str] | None
     torch.set_num_threads(threads)
     torch.manual_seed(seed)
     dev = torch.device(device)
-    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    fmt = memory_format(channels_last)
     rows, refs, profiles = [], [], []
     load_start = os.getloadavg()
     t_start = time.perf_counter()

@@ -33,6 +33,11 @@ def pick_device(device: str | None = "auto", local_rank: int = 0) -> torch.devic
     return torch.device(device)
 
 
+def memory_format(channels_last: bool) -> torch.memory_format:
+    """The layout the model and its inputs use: channels_last (faster convs on CPU and CUDA) or contiguous."""
+    return torch.channels_last if channels_last else torch.contiguous_format
+
+
 def init_distributed() -> Dist:
     """Join the torchrun process group when WORLD_SIZE > 1 (nccl on CUDA, gloo on CPU)."""
     world = int(os.environ.get("WORLD_SIZE", "1"))

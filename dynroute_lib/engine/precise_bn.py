@@ -22,6 +22,11 @@ def _default_input(batch: Any, device: torch.device) -> torch.Tensor:
     return images.to(device, non_blocking=True)
 
 
+def images_as(fmt: torch.memory_format) -> Callable[[Any, torch.device], torch.Tensor]:
+    """``to_input`` for ``(images, masks, meta)`` batches of a model kept in memory format ``fmt``."""
+    return lambda batch, device: batch[0].to(device).contiguous(memory_format=fmt)
+
+
 @torch.no_grad()
 def recompute_bn_stats(model: nn.Module, batches_iterable: Iterable, num_iters: int = 200,
                        to_input: Callable[[Any, torch.device], torch.Tensor] | None = None) -> int:

@@ -33,9 +33,9 @@ from ..model import build_model
 from .branch import check_branch, copy_logs
 from .checkpoint import save_checkpoint
 from .csv_log import CsvLogger
-from .dist import Dist, init_distributed, pick_device, sync_buffers
+from .dist import Dist, init_distributed, memory_format, pick_device, sync_buffers
 from .optim import build_optimizer, clip_grad, set_lr
-from .precise_bn import recompute_bn_stats
+from .precise_bn import images_as, recompute_bn_stats
 from .val_curve import VAL_FIELDS, ValCurve, val_dataset
 from .schedule import budget_weight_at, drop_path_keep_prob, lr_at
 
@@ -103,7 +103,7 @@ def _start(mcfg: ModelConfig, tcfg: TrainConfig, out: Path, resume: bool, device
             print(f"{tcfg.class_weighting} {describe(ce_weight)}", flush=True)
         ce_weight = ce_weight.to(dev)
     net = build_model(mcfg).to(dev)
-    fmt = torch.channels_last if tcfg.channels_last else torch.contiguous_format
+    fmt = memory_format(tcfg.channels_last)
     net = net.to(memory_format=fmt)
     opt = build_optimizer(net, tcfg)
     start, max_iter = 0, tcfg.iters
@@ -206,7 +206,7 @@ def _finish(run: _Run, mcfg: ModelConfig, tcfg: TrainConfig, out: Path, step: in
         pbn = batch_loader(run.ds, tcfg, run.max_iter, run.max_iter + tcfg.precise_bn_iters, run.d.rank, run.d.world)
         summary["precise_bn_batches"] = recompute_bn_stats(
             run.net, pbn, tcfg.precise_bn_iters,
-            to_input=lambda b, _d: b[0].to(run.dev).contiguous(memory_format=run.fmt))
+            to_input=images_as(run.fmt))
         sync_buffers(run.net, run.d)
     if run.d.main:
         save_checkpoint(out / "model_final.pt", run.net, None, step, run.max_iter, mcfg, tcfg)
