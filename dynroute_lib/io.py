@@ -10,6 +10,7 @@ Every writer goes through a temporary file in the target directory followed by
 from __future__ import annotations
 
 import dataclasses
+import gzip
 import hashlib
 import json
 import math
@@ -87,9 +88,18 @@ def copy_file(src: str | Path, dst: str | Path) -> Path:
 
 
 def save_csv(path: str | Path, df: Any, **to_csv_kwargs: Any) -> Path:
-    """Writes a pandas DataFrame without its index (tidy tables carry no index column)."""
+    """Writes a pandas DataFrame without its index (tidy tables carry no index column); gzipped for ``*.gz``."""
     to_csv_kwargs.setdefault("index", False)
+    if Path(path).suffix == ".gz":
+        return _atomic_write(path, lambda tmp: write_gzip(tmp, df.to_csv(**to_csv_kwargs).encode()))
     return _atomic_write(path, lambda tmp: df.to_csv(tmp, **to_csv_kwargs))
+
+
+def write_gzip(path: str | Path, data: bytes) -> None:
+    """Gzips ``data`` into ``path`` with no file name and mtime 0 in the header, so the same rows give the same
+    bytes (a rerun diffs clean; pandas would put the temp file's name there)."""
+    with open(path, "wb") as f, gzip.GzipFile(filename="", mode="wb", fileobj=f, mtime=0) as gz:
+        gz.write(data)
 
 
 MIN_DPI = 100  # figures are read at their saved size: 9 pt text (figstyle.MIN_FONT_PT) is >= 12.5 px

@@ -29,7 +29,7 @@ def _run_dir(tmp_path: Path, gates: dict | None = None, miou: float = 30.0) -> P
     np.savez(d / "records.npz", **arrays)
     shutil.copyfile(SUITE / "per_image" / f"{ROW}.csv", d / "per_image.csv")
     shutil.copyfile(SUITE / "curves" / f"{ROW}_val.csv", d / "val_log.csv")
-    shutil.copyfile(SUITE / "curves" / f"{ROW}_train.csv", d / "train_log.csv")
+    pd.read_csv(SUITE / "curves" / f"{ROW}_train.csv.gz").to_csv(d / "train_log.csv", index=False)
     mcfg, tcfg = for_run("dynamic_a", profile="repro")      # what train.json holds for such a run
     (d / "train.json").write_text(json.dumps(io._jsonable({
         "command": "dynroute_lib train dynamic_a --gate-init-bias 0.5",

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 import torch
 
-from dynroute_lib.analysis import repro
+from dynroute_lib.analysis import curves, repro
 from dynroute_lib.config import for_run
 from dynroute_lib.data import build_dataset
 from dynroute_lib.engine.checkpoint import read_checkpoint
@@ -144,7 +144,7 @@ def test_curve_copy_keeps_float32_values_exact_and_is_smaller(tmp_path):
                                                                                   for i in range(500)]})
     src = tmp_path / "train_log.csv"
     log.to_csv(src, index=False)
-    dst = repro.copy_curve(src, tmp_path / "curves" / "x_s0_train.csv")
+    dst = curves.copy_curve(src, tmp_path / "curves" / "x_s0_val.csv")
     back = pd.read_csv(dst)
     assert back["step"].tolist() == log["step"].tolist()
     assert torch.equal(torch.tensor(back["ce"].to_numpy(), dtype=torch.float32), ce)
@@ -152,13 +152,28 @@ def test_curve_copy_keeps_float32_values_exact_and_is_smaller(tmp_path):
     assert dst.stat().st_size < 0.8 * src.stat().st_size
 
 
+def test_train_curves_are_gzipped_and_a_recopy_gives_the_same_bytes(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    pd.DataFrame({"step": range(1, 2001), "ce": [1.0 / i for i in range(1, 2001)]}).to_csv(run / "train_log.csv",
+                                                                                          index=False)
+    pd.DataFrame({"step": [2000], "val_miou_pct": [30.0]}).to_csv(run / "val_log.csv", index=False)
+    curves.copy_curves(run, tmp_path / "c1", "x_s0")
+    curves.copy_curves(run, tmp_path / "c2", "x_s0")
+    assert sorted(p.name for p in (tmp_path / "c1").iterdir()) == ["x_s0_train.csv.gz", "x_s0_val.csv"]
+    gz = tmp_path / "c1" / "x_s0_train.csv.gz"
+    assert gz.read_bytes()[:2] == b"\x1f\x8b" and gz.stat().st_size < 0.5 * (run / "train_log.csv").stat().st_size
+    assert gz.read_bytes() == (tmp_path / "c2" / "x_s0_train.csv.gz").read_bytes()   # no name, no mtime inside
+    pd.testing.assert_frame_equal(pd.read_csv(gz), pd.read_csv(run / "train_log.csv"))
+
+
 def test_convergence_curves_are_read_and_plotted(tmp_path):
     from dynroute_lib.analysis import figstyle, plots
     (tmp_path / "curves").mkdir()
-    pd.DataFrame({"step": [1, 2, 3], "ce": [2.0, 1.5, 1.2]}).to_csv(tmp_path / "curves" / "a_s0_train.csv", index=False)
+    pd.DataFrame({"step": [1, 2, 3], "ce": [2.0, 1.5, 1.2]}).to_csv(tmp_path / "curves" / "a_s0_train.csv.gz", index=False)
     pd.DataFrame({"step": [3], "val_miou_pct": [20.0], "val_real_ratio": [0.7]}).to_csv(
         tmp_path / "curves" / "a_s0_val.csv", index=False)
-    pd.DataFrame({"step": [1], "ce": [2.0]}).to_csv(tmp_path / "curves" / "b_s0_train.csv", index=False)
+    pd.DataFrame({"step": [1], "ce": [2.0]}).to_csv(tmp_path / "curves" / "b_s0_train.csv.gz", index=False)
     curves = repro.read_curves(tmp_path)
     assert set(curves) == {"a_s0", "b_s0"} and curves["b_s0"][1] is None
     fig = plots.convergence_curves(curves, scale={"data": "camvid", "resolution": "240x320", "iters": 3})
@@ -267,7 +282,7 @@ def test_summary_markdown_states_cost_vs_raw_and_convergence(tmp_path):
                    gflops_min=0.2, converged=True, tail_gain_points=-0.5, **base)
     (tmp_path / "curves").mkdir()      # Raw was resumed once: its wall time is both segments, not the last one
     pd.DataFrame({"step": [1, 2, 3], "wall_s": [1800.0, 3600.0, 1800.0]}).to_csv(
-        tmp_path / "curves" / "dynamic_raw_l16_s0_train.csv", index=False)
+        tmp_path / "curves" / "dynamic_raw_l16_s0_train.csv.gz", index=False)
     md = repro.summary_markdown(tmp_path).splitlines()
     assert len(md) == 6 and "2 rows: **1.5 h** (1.5 h their own" in md[-1]
     a = next(line for line in md if line.startswith("| dynamic_a_s0"))

@@ -79,7 +79,7 @@ def test_cli_evaluates_each_split_and_writes_records(run_dir, tmp_path):
             assert any(is_node_key(k) for k in z.files)
     assert {"conditional_paths", "conditional_cells"} <= set(summary.columns)
     assert (out / "spread_sets.png").is_file()
-    assert len(pd.read_csv(out / "curves" / "tiny_train.csv")) == len(pd.read_csv(run_dir / "train_log.csv"))
+    assert len(pd.read_csv(out / "curves" / "tiny_train.csv.gz")) == len(pd.read_csv(run_dir / "train_log.csv"))
     run = json.loads((out / "run.json").read_text())          # the training command travels with the spread
     assert run["train_commands"] == [json.loads((run_dir / "train.json").read_text())["command"]]
 

@@ -43,11 +43,11 @@ def test_trunk_stop_is_the_last_step_without_budget(iters):
 
 def test_committed_budget_rows_branch_exactly_at_the_trunk_stop():
     """Every committed Dynamic-A/B/C curve restarts its clock right after ``trunk_stop``: the split is real."""
-    curves = sorted(RESULTS.glob("repro*/curves/dynamic_[abc]_s*_train.csv"))
+    curves = sorted(RESULTS.glob("repro*/curves/dynamic_[abc]_s*_train.csv.gz"))
     if not curves:
         pytest.skip(f"no committed budget-row curves under {RESULTS}")
     for c in curves:
-        row = json.loads((c.parents[1] / "runs" / c.name.replace("_train.csv", ".json")).read_text())
+        row = json.loads((c.parents[1] / "runs" / c.name.replace("_train.csv.gz", ".json")).read_text())
         stop = wall_time.row_stop(PRESETS[row["preset"]], row["iters"])
         assert stop > 0 and any(last == stop for _, last, _ in wall_time.segments(pd.read_csv(c))), c.name
 
@@ -61,7 +61,7 @@ def test_suite_hours_count_each_seeds_trunk_once(tmp_path):
     for row, walls in logs.items():
         (tmp_path / "runs" / f"{row}.json").write_text(json.dumps({"row": row, "preset": row[:-3], "seed": 0,
                                                                     "iters": 5}))
-        _log(walls).to_csv(tmp_path / "curves" / f"{row}_train.csv", index=False)
+        _log(walls).to_csv(tmp_path / "curves" / f"{row}_train.csv.gz", index=False)
     w = wall_time.suite_wall(tmp_path).set_index("row")
     assert w.loc["dynamic_b_s0", "own_s"] == 3000.0 and w.loc["dynamic_b_s0", "trunk_s"] == 1800.0
     assert w.loc["dynamic_raw_l16_s0", "own_s"] == 9000.0 and w.loc["dynamic_raw_l16_s0", "trunk_s"] == 0.0

@@ -22,7 +22,7 @@ import pandas as pd
 from .. import io
 from ..config import for_run
 from ..engine.val_curve import converged
-from .repro import copy_curve
+from .curves import copy_curves, curve_path
 from .figstyle import scale_record
 from .route_stats import flops_summary, gate_summary, read_gates
 
@@ -177,14 +177,12 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(a.out)
     if a.add_to and out.resolve() != Path(a.add_to).resolve():    # the kept runs' evidence travels with them
         for r in kept:
-            for sub, name in (("per_image", f"{r['row']}.csv"), ("route_records", f"{r['row']}.npz"),
-                              ("curves", f"{r['row']}_val.csv"), ("curves", f"{r['row']}_train.csv")):
-                if (Path(a.add_to) / sub / name).is_file():
-                    io.copy_file(Path(a.add_to) / sub / name, out / sub / name)
+            for name in (f"per_image/{r['row']}.csv", f"route_records/{r['row']}.npz",
+                         *(curve_path("curves", r["row"], k) for k in ("val", "train"))):
+                if (Path(a.add_to) / name).is_file():
+                    io.copy_file(Path(a.add_to) / name, out / name)
     for r in map(Path, a.runs):       # the evidence behind each row, so the numbers can be rebuilt from results/
-        for log in ("train_log", "val_log"):
-            if (r / f"{log}.csv").is_file():
-                copy_curve(r / f"{log}.csv", out / "curves" / f"{r.name}_{log.split('_')[0]}.csv")
+        copy_curves(r, out / "curves", r.name)
         io.save_csv(out / "per_image" / f"{r.name}.csv", pd.read_csv(r / "per_image.csv"))
         io.copy_file(r / "records.npz", out / "route_records" / f"{r.name}.npz")
     io.save_csv(out / "summary.csv", df)

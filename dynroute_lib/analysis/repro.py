@@ -6,7 +6,7 @@ T = 12000 / 24000, into ``results/<profile>/``) (``config.TRAIN_PROFILES``: redu
 space C_0 = 16, CamVid 240x320), one run directory per model and seed under ``checkpoints/repro/``, evaluates
 it on the 101 val images and writes, as soon as that row is done, ``results/repro/runs/<row>.json`` (with
 ``--commit-results``; else under ``results/_local/``) (mIoU,
-per-image real cost, convergence, provenance) and its curves ``results/repro/curves/<row>_{train,val}.csv``.
+per-image real cost, convergence, provenance) and its curves ``results/repro/curves/<row>_train.csv.gz`` / ``<row>_val.csv``.
 Killed at any point, the same command continues where it stopped (``last.pt`` every 100 iterations).
 Dynamic-A/B/C of one seed share their budget-free first 40 % (``tables.budget_trunk``). Common-A/B/C are
 extracted from the seed-0 Dynamic-A/B/C runs (paths kept in >= 95 % of val images; from the
@@ -25,6 +25,7 @@ import pandas as pd
 from .. import io
 from ..engine.val_curve import converged
 from . import wall_time
+from .curves import copy_curves, curve_path
 from .tables import (COMMON, common_route, common_route_from_records, evaluate_run, is_cached, run_row,
                      train_or_load)
 
@@ -74,10 +75,7 @@ def run_one(preset: str, seed: int, ctx) -> dict:
     ev = evaluate_run(run_dir, ctx)
     row = {"preset": preset, "seed": seed, **run_row(run_dir, ev, preset, note)}
     name = row_name(preset, seed)
-    for kind in ("train", "val"):
-        src_csv = Path(run_dir) / f"{kind}_log.csv"
-        if src_csv.is_file():
-            copy_curve(src_csv, ctx.out / "curves" / f"{name}_{kind}.csv")
+    copy_curves(run_dir, ctx.out / "curves", name)
     val = pd.read_csv(Path(run_dir) / "val_log.csv") if (Path(run_dir) / "val_log.csv").is_file() else None
     row.update(converged(val), pixel_acc_pct=ev["pixel_acc_pct"], cost_vs_allopen=row["gflops_mean"] / row["allopen_run"],
                gflops_spread=(row["gflops_max"] - row["gflops_min"]) / row["gflops_mean"],
@@ -89,18 +87,6 @@ def run_one(preset: str, seed: int, ctx) -> dict:
     io.save_json(ctx.out / "runs" / f"{name}.json", io.provenance({"row": name, **row, "profile": ctx.profile},
                                                                  device=ctx.device))
     return row
-
-
-# Nine significant digits print every float32 exactly (the logged losses, costs and gate ratios are float32; lr and
-# wall_s are float64 and keep 9 digits, far below their meaning). The run's own log keeps Python's 17 digits, which
-# made a T = 24000 train curve 3.4 MB instead of 2.2 MB.
-CURVE_FLOAT_FORMAT = "%.9g"
-
-
-def copy_curve(src: Path, dst: Path) -> Path:
-    """Copies a run's ``train_log.csv`` / ``val_log.csv`` into the results tree, floats at float32 precision."""
-    Path(dst).parent.mkdir(parents=True, exist_ok=True)
-    return io.save_csv(dst, pd.read_csv(src), float_format=CURVE_FLOAT_FORMAT)
 
 
 def _common_target(preset: str, seed: int, ctx) -> tuple[str | None, str]:
@@ -153,9 +139,9 @@ def with_seeds(tabs: dict[str, pd.DataFrame], summary: pd.DataFrame) -> dict[str
 def read_curves(results_dir: Path) -> dict[str, tuple[pd.DataFrame, pd.DataFrame | None]]:
     """``{row: (train curve, val curve or None)}`` of ``results/repro/curves/`` (for ``plots.convergence_curves``)."""
     out = {}
-    for train in sorted(Path(results_dir).glob("curves/*_train.csv")):
-        row = train.name[: -len("_train.csv")]
-        val = train.with_name(f"{row}_val.csv")
+    for train in sorted(Path(results_dir).glob("curves/*_train.csv.gz")):
+        row = train.name[: -len("_train.csv.gz")]
+        val = curve_path(train.parent, row, "val")
         out[row] = (pd.read_csv(train), pd.read_csv(val) if val.is_file() else None)
     return out
 

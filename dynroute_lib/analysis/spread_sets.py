@@ -21,7 +21,7 @@ clean test. Usage::
         --data camvid --resize 240 320 --out results/repro_exploration/spread_by_split
 
 writes ``summary.csv`` (model x split), ``by_sequence.csv``, ``per_image/<model>_<split>.csv``,
-``route_records/<model>_<split>.npz`` (gates), ``curves/<model>_{train,val}.csv`` (when the run has them),
+``route_records/<model>_<split>.npz`` (gates), ``curves/<model>_train.csv.gz`` / ``<model>_val.csv`` (when the run has them),
 ``spread_sets.png`` and ``run.json``. ``--add-to DIR`` adds models to a committed folder (its models are re-scored
 from their committed files); ``--replot DIR`` only redraws the figure.
 """
@@ -40,7 +40,7 @@ from .. import io
 from ..data.holdout import sequence_of
 from ..engine.dist import pick_device
 from .figstyle import scale_record
-from .repro import copy_curve
+from .curves import copy_curves
 from .route_stats import flops_summary, gate_summary, read_gates, spread_pct
 
 
@@ -278,9 +278,7 @@ def _run(a, argv, tmp: Path) -> int:
         if (tmp / f"{lab}_{s}" / "records.npz").is_file():
             io.copy_file(tmp / f"{lab}_{s}" / "records.npz", out / "route_records" / f"{lab}_{s}.npz")
     for lab, ck in zip(labels, cks):   # the training curves, so each model's convergence can be read from results/
-        for log in ("train_log", "val_log"):
-            if (ck.parent / f"{log}.csv").is_file():
-                copy_curve(ck.parent / f"{log}.csv", out / "curves" / f"{lab}_{log.split('_')[0]}.csv")
+        copy_curves(ck.parent, out / "curves", lab)
     # each run's train.json (when there is one): its training command belongs beside the spread it explains
     metas = [json.loads((c.parent / "train.json").read_text()) if (c.parent / "train.json").is_file() else None
              for c in cks]

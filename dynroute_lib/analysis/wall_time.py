@@ -16,6 +16,7 @@ import pandas as pd
 
 from ..config import PRESETS, ModelConfig
 from ..engine.branch import branches, trunk_stop
+from .curves import curve_path
 
 
 def segments(log: pd.DataFrame) -> list[tuple[int, int, float]]:
@@ -62,11 +63,11 @@ def run_wall(run_dir: Path, mcfg: ModelConfig, iters: int,
 
 def suite_wall(results_dir: Path) -> pd.DataFrame:
     """Per committed row of ``<results_dir>/runs/``: its own and its trunk's training wall seconds, from its curve
-    (``curves/<row>_train.csv``; without one, the row's ``train_wall_s``)."""
+    (``curves/<row>_train.csv.gz``; without one, the row's ``train_wall_s``)."""
     rows = []
     for p in sorted(Path(results_dir).glob("runs/*.json")):
         r = json.loads(p.read_text())
-        curve = Path(results_dir) / "curves" / f"{r['row']}_train.csv"
+        curve = curve_path(Path(results_dir) / "curves", r["row"], "train")
         if curve.is_file():
             own, trunk = split(pd.read_csv(curve), row_stop(PRESETS.get(r.get("preset") or ""), r.get("iters")))
         else:
