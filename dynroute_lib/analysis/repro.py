@@ -6,7 +6,8 @@ T = 12000 / 24000, into ``results/<profile>/``) (``config.TRAIN_PROFILES``: redu
 space C_0 = 16, CamVid 240x320), one run directory per model and seed under ``checkpoints/repro/``, evaluates
 it on the 101 val images and writes, as soon as that row is done, ``results/repro/runs/<row>.json`` (with
 ``--commit-results``; else under ``results/_local/``) (mIoU,
-per-image real cost, convergence, provenance) and its curves ``results/repro/curves/<row>_train.csv.gz`` / ``<row>_val.csv``.
+per-image real cost, convergence, provenance) and its curves ``results/repro/curves/<row>_train.csv.gz`` /
+``<row>_val.csv``.
 Killed at any point, the same command continues where it stopped (``last.pt`` every 100 iterations).
 Dynamic-A/B/C of one seed share their budget-free first 40 % (``tables.budget_trunk``). Common-A/B/C are
 extracted from the seed-0 Dynamic-A/B/C runs (paths kept in >= 95 % of val images; from the

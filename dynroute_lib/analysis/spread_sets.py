@@ -21,7 +21,8 @@ clean test. Usage::
         --data camvid --resize 240 320 --out results/repro_exploration/spread_by_split
 
 writes ``summary.csv`` (model x split), ``by_sequence.csv``, ``per_image/<model>_<split>.csv``,
-``route_records/<model>_<split>.npz`` (gates), ``curves/<model>_train.csv.gz`` / ``<model>_val.csv`` (when the run has them),
+``route_records/<model>_<split>.npz`` (gates), ``curves/<model>_train.csv.gz`` / ``<model>_val.csv`` (when the
+run has them),
 ``spread_sets.png`` and ``run.json``. ``--add-to DIR`` adds models to a committed folder (its models are re-scored
 from their committed files); ``--replot DIR`` only redraws the figure.
 """
