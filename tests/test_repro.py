@@ -174,9 +174,9 @@ def test_convergence_curves_are_read_and_plotted(tmp_path):
     pd.DataFrame({"step": [3], "val_miou_pct": [20.0], "val_real_ratio": [0.7]}).to_csv(
         tmp_path / "curves" / "a_s0_val.csv", index=False)
     pd.DataFrame({"step": [1], "ce": [2.0]}).to_csv(tmp_path / "curves" / "b_s0_train.csv.gz", index=False)
-    curves = repro.read_curves(tmp_path)
-    assert set(curves) == {"a_s0", "b_s0"} and curves["b_s0"][1] is None
-    fig = plots.convergence_curves(curves, scale={"data": "camvid", "resolution": "240x320", "iters": 3})
+    read = repro.read_curves(tmp_path)
+    assert set(read) == {"a_s0", "b_s0"} and read["b_s0"][1] is None
+    fig = plots.convergence_curves(read, scale={"data": "camvid", "resolution": "240x320", "iters": 3})
     assert figstyle.min_font_pt(fig) >= 9 and len(fig.axes[1].lines) == 1
 
 

@@ -16,17 +16,17 @@ from .. import io
 # wall_s are float64 and keep 9 digits, far below their meaning). The run's own log keeps Python's 17 digits, which
 # made a T = 24000 train curve 3.4 MB instead of 2.2 MB.
 CURVE_FLOAT_FORMAT = "%.9g"
+TRAIN_SUFFIX = "_train.csv.gz"      # <row> + this: a committed train curve (curve_path); read_curves globs for it
 
 
 def copy_curve(src: Path, dst: Path) -> Path:
     """Copies a run's ``train_log.csv`` / ``val_log.csv`` into the results tree, floats at float32 precision."""
-    Path(dst).parent.mkdir(parents=True, exist_ok=True)
     return io.save_csv(dst, pd.read_csv(src), float_format=CURVE_FLOAT_FORMAT)
 
 
 def curve_path(curves_dir: Path, row: str, kind: str) -> Path:
     """Where ``row``'s committed ``kind`` (``train`` / ``val``) curve lives: gzipped train, plain val."""
-    return Path(curves_dir) / (f"{row}_train.csv.gz" if kind == "train" else f"{row}_{kind}.csv")
+    return Path(curves_dir) / (row + TRAIN_SUFFIX if kind == "train" else f"{row}_{kind}.csv")
 
 
 def copy_curves(run_dir: Path, curves_dir: Path, row: str) -> None:

@@ -26,7 +26,7 @@ import pandas as pd
 from .. import io
 from ..engine.val_curve import converged
 from . import wall_time
-from .curves import copy_curves, curve_path
+from .curves import TRAIN_SUFFIX, copy_curves, curve_path
 from .tables import (COMMON, common_route, common_route_from_records, evaluate_run, is_cached, run_row,
                      train_or_load)
 
@@ -140,8 +140,8 @@ def with_seeds(tabs: dict[str, pd.DataFrame], summary: pd.DataFrame) -> dict[str
 def read_curves(results_dir: Path) -> dict[str, tuple[pd.DataFrame, pd.DataFrame | None]]:
     """``{row: (train curve, val curve or None)}`` of ``results/repro/curves/`` (for ``plots.convergence_curves``)."""
     out = {}
-    for train in sorted(Path(results_dir).glob("curves/*_train.csv.gz")):
-        row = train.name[: -len("_train.csv.gz")]
+    for train in sorted(Path(results_dir).glob(f"curves/*{TRAIN_SUFFIX}")):
+        row = train.name[: -len(TRAIN_SUFFIX)]
         val = curve_path(train.parent, row, "val")
         out[row] = (pd.read_csv(train), pd.read_csv(val) if val.is_file() else None)
     return out
