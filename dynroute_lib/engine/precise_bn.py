@@ -17,14 +17,13 @@ from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
 
-def _default_input(batch: Any, device: torch.device) -> torch.Tensor:
-    images = batch[0] if isinstance(batch, (tuple, list)) else batch
-    return images.to(device, non_blocking=True)
-
-
-def images_as(fmt: torch.memory_format) -> Callable[[Any, torch.device], torch.Tensor]:
-    """``to_input`` for ``(images, masks, meta)`` batches of a model kept in memory format ``fmt``."""
-    return lambda batch, device: batch[0].to(device).contiguous(memory_format=fmt)
+def images_as(fmt: torch.memory_format | None = None) -> Callable[[Any, torch.device], torch.Tensor]:
+    """``to_input`` for ``(images, masks, meta)`` batches (or bare image tensors); ``fmt``: the model's memory format
+    (None keeps the loader's layout)."""
+    def to_input(batch: Any, device: torch.device) -> torch.Tensor:
+        images = (batch[0] if isinstance(batch, (tuple, list)) else batch).to(device, non_blocking=True)
+        return images if fmt is None else images.contiguous(memory_format=fmt)
+    return to_input
 
 
 @torch.no_grad()
@@ -51,7 +50,7 @@ def recompute_bn_stats(model: nn.Module, batches_iterable: Iterable, num_iters: 
     bns = [m for m in model.modules() if isinstance(m, _BatchNorm) and m.track_running_stats]
     if not bns or num_iters <= 0:
         return 0
-    to_input = to_input or _default_input
+    to_input = to_input or images_as()
     device = bns[0].running_mean.device  # buffers exist even for affine=False BN
     modes = [(m, m.training) for m in model.modules()]
     saved = [(bn.momentum, {k: v.clone() for k, v in bn.state_dict().items()}) for bn in bns]
