@@ -14,7 +14,7 @@ from dynroute_lib import io as dio
 from dynroute_lib.engine.csv_log import CsvLogger
 from dynroute_lib.engine.metrics import FlopsStats, StreamSegMetrics
 from dynroute_lib.engine.optim import build_optimizer, clip_grad, param_groups, set_lr
-from dynroute_lib.engine.precise_bn import recompute_bn_stats
+from dynroute_lib.engine.precise_bn import images_as, recompute_bn_stats
 from dynroute_lib.engine.schedule import budget_weight_at, drop_path_keep_prob, lr_at
 
 # Hand-made 3-class case. Confusion (rows gt, cols pred): [[1,1,0],[0,2,0],[1,0,1]];
@@ -240,6 +240,15 @@ def test_precise_bn_empty_iterable_restores_buffers():
     with pytest.raises(ValueError):
         recompute_bn_stats(net, [], num_iters=5)
     assert torch.all(net.bn.running_mean == 3.0) and net.bn.momentum == 0.1 and net.training
+
+
+def test_images_as_takes_batch_or_tensor_and_sets_the_memory_format():
+    x = torch.randn(2, 3, 4, 5)
+    keep, cl = images_as(), images_as(torch.channels_last)
+    assert keep((x, None, {}), torch.device("cpu")) is x        # default: the loader's tensor, no copy
+    assert torch.equal(keep(x, torch.device("cpu")), x)          # a bare tensor is a batch too
+    y = cl([x, None, {}], torch.device("cpu"))
+    assert y.is_contiguous(memory_format=torch.channels_last) and not y.is_contiguous() and torch.equal(y, x)
 
 
 # ----------------------------------------------------------------------------- CSV logger
